@@ -1,0 +1,256 @@
+"""Wire models of the HTTP API. Request models own their conversion to engine types;
+response models are built from engine outcomes. Nothing here does I/O."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..engine.types import Group, GroupOptions, GroupOutcome, Sampling
+from ..settings import Settings
+
+Mode = Literal["rubric", "verifiable", "judge"]
+AggregatorName = Literal["synthesis", "majority", "given"]
+ExtractorName = Literal["boxed", "answer_is", "last_number"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatMessage(_Strict):
+    role: str = Field(min_length=1, examples=["user"])
+    content: str
+
+
+class SamplingOptions(_Strict):
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int | None = Field(default=None, ge=16, le=32768)
+
+
+class RewardOptions(_Strict):
+    """Per-request overrides; anything left out comes from the service settings."""
+
+    aggregator: AggregatorName | None = Field(
+        default=None,
+        description="Reference estimator. Default: 'given' when `reference` is sent, else the service default ('synthesis').",
+    )
+    include_question: bool | None = Field(default=None, description="Show the prompt to the anchor (paper: off).")
+    num_criteria: int | None = Field(default=None, ge=1, le=64, description="Fewest rubric criteria (at least 5 by default).")
+    max_criteria: int | None = Field(default=None, ge=1, le=64, description="Most rubric criteria kept.")
+    synthesis: SamplingOptions | None = None
+    rubric: SamplingOptions | None = None
+    judge_temperature: float | None = Field(default=None, ge=0, le=2)
+    seed: int | None = Field(default=None, description="Seed passed to the LLM backends, for reproducible runs.")
+    answer_extractors: list[ExtractorName] | None = Field(
+        default=None, min_length=1, description="Final-answer extractors in order (verifiable mode)."
+    )
+
+
+class RewardRequest(_Strict):
+    prompt: str | list[ChatMessage] = Field(description="The prompt: plain text or chat messages.")
+    rollouts: list[str] = Field(min_length=1, description="The G rollouts of this prompt, in order.")
+    mode: Mode | None = Field(default=None, description="Reward mode. Default: the service's (rubric).")
+    reference: str | None = Field(default=None, description="A caller-supplied reference (aggregator 'given').")
+    options: RewardOptions = Field(default_factory=RewardOptions)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value):
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("prompt must not be empty")
+        if isinstance(value, list) and not value:
+            raise ValueError("prompt must hold at least one message")
+        return value
+
+    def to_group(self, settings: Settings) -> Group:
+        o = self.options
+        if o.aggregator is not None:
+            aggregator = o.aggregator
+        else:
+            aggregator = "given" if self.reference is not None else settings.default_aggregator
+        min_criteria = o.num_criteria if o.num_criteria is not None else settings.min_criteria
+        max_criteria = o.max_criteria if o.max_criteria is not None else max(settings.max_criteria, min_criteria)
+
+        def sampling(override: SamplingOptions | None, temperature: float, top_p: float, max_tokens: int) -> Sampling:
+            override = override or SamplingOptions()
+            return Sampling(
+                temperature=override.temperature if override.temperature is not None else temperature,
+                top_p=override.top_p if override.top_p is not None else top_p,
+                max_tokens=override.max_tokens if override.max_tokens is not None else max_tokens,
+            )
+
+        options = GroupOptions(
+            aggregator=aggregator,
+            include_question=o.include_question if o.include_question is not None else settings.include_question,
+            min_criteria=min_criteria,
+            max_criteria=max_criteria,
+            synthesis=sampling(o.synthesis, settings.synthesis_temperature, settings.synthesis_top_p, settings.synthesis_max_tokens),
+            rubric=sampling(o.rubric, settings.rubric_temperature, settings.rubric_top_p, settings.rubric_max_tokens),
+            judge_temperature=o.judge_temperature if o.judge_temperature is not None else settings.judge_temperature,
+            seed=o.seed,
+            answer_extractors=tuple(o.answer_extractors or settings.answer_extractors),
+            rubric_attempts=settings.rubric_attempts,
+            verdict_attempts=settings.verdict_attempts,
+            verdict_concurrency=settings.verdict_concurrency,
+        )
+        prompt = self.prompt if isinstance(self.prompt, str) else [m.model_dump() for m in self.prompt]
+        return Group(
+            prompt=prompt,
+            rollouts=list(self.rollouts),
+            mode=self.mode or settings.default_mode,
+            reference=self.reference,
+            options=options,
+        )
+
+
+class BatchRequest(_Strict):
+    groups: list[RewardRequest] = Field(min_length=1, description="Groups scored concurrently.")
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+class CriterionOut(BaseModel):
+    id: str
+    text: str
+    weight: float = 1.0
+
+
+class VerdictOut(BaseModel):
+    criterion_id: str
+    met: bool | None = Field(description="The judge's verdict; null when none could be obtained (see error).")
+    p_yes: float | None = Field(default=None, description="P(yes) over yes/no tokens, when the backend gives logprobs.")
+    raw: str | None = None
+    attempts: int = 1
+    error: str | None = None
+
+
+class RolloutDetail(BaseModel):
+    index: int
+    reward: float | None
+    verdicts: list[VerdictOut] = Field(default_factory=list)
+    extracted_answer: str | None = None
+    extractor: str | None = None
+    flags: list[str] = Field(default_factory=list)
+    error: str | None = Field(default=None, description="Why the reward is null, when it is.")
+
+
+class StageUsageOut(BaseModel):
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float = Field(description="Summed over the stage's calls (they may overlap).")
+
+
+class UsageOut(BaseModel):
+    llm_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: dict[str, float] = Field(description="Wall time by pipeline phase (reference, rubric, scoring) and total.")
+    stages: dict[str, StageUsageOut] = Field(description="LLM usage by stage (synthesis, rubric, verdict, equivalence).")
+
+
+class Provenance(BaseModel):
+    anchor_model: str
+    judge_model: str
+    prompt_version: str
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float | None] = Field(description="One reward per rollout, in order; null when it could not be computed.")
+    mode: Mode
+    aggregator: AggregatorName
+    reference: str
+    reference_answer: str | None = None
+    reference_details: dict = Field(default_factory=dict)
+    rubric_id: str | None = None
+    rubric: list[CriterionOut] = Field(default_factory=list)
+    details: list[RolloutDetail]
+    flags: list[str] = Field(default_factory=list, description="Group-level flags, e.g. reference_no_answer.")
+    provenance: Provenance
+    usage: UsageOut
+
+    @classmethod
+    def from_outcome(cls, outcome: GroupOutcome) -> RewardResponse:
+        usage = outcome.usage
+        latency = {phase: round(s * 1000, 3) for phase, s in usage.phases.items()}
+        latency["total"] = round(usage.total_latency_s * 1000, 3)
+        return cls(
+            rewards=outcome.rewards,
+            mode=outcome.mode,
+            aggregator=outcome.reference.aggregator,
+            reference=outcome.reference.text,
+            reference_answer=outcome.reference.answer,
+            reference_details=outcome.reference.details,
+            rubric_id=outcome.rubric_id,
+            rubric=[CriterionOut(id=c.id, text=c.text, weight=c.weight) for c in outcome.rubric],
+            details=[
+                RolloutDetail(
+                    index=r.index,
+                    reward=r.reward,
+                    verdicts=[VerdictOut(**v.__dict__) for v in r.verdicts],
+                    extracted_answer=r.extracted_answer,
+                    extractor=r.extractor,
+                    flags=r.flags,
+                    error=r.error,
+                )
+                for r in outcome.rollouts
+            ],
+            flags=outcome.flags,
+            provenance=Provenance(
+                anchor_model=outcome.anchor_model,
+                judge_model=outcome.judge_model,
+                prompt_version=outcome.prompt_version,
+            ),
+            usage=UsageOut(
+                llm_calls=usage.llm_calls,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                latency_ms=latency,
+                stages={
+                    name: StageUsageOut(
+                        calls=s.calls,
+                        prompt_tokens=s.prompt_tokens,
+                        completion_tokens=s.completion_tokens,
+                        latency_ms=round(s.latency_s * 1000, 3),
+                    )
+                    for name, s in usage.stages.items()
+                },
+            ),
+        )
+
+
+class ErrorBody(BaseModel):
+    type: str = Field(examples=["invalid_request"])
+    message: str
+    param: str | None = Field(default=None, description="The offending request field, when there is one.")
+    retry_after: float | None = None
+    details: list[dict] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class BatchItem(BaseModel):
+    index: int
+    ok: bool
+    result: RewardResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    roles: list[dict]

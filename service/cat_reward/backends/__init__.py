@@ -1,0 +1,1 @@
+"""Adapters behind the engine's ports: LLM backends and the answer checker."""

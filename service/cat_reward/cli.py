@@ -1,0 +1,115 @@
+"""``cat-reward``: serve the API, run the local CPU judge, or both.
+
+    cat-reward up                     prepare + start the CPU vLLM judge, then serve against it
+    cat-reward serve [--host --port]  serve with settings from CAT_* environment variables
+    cat-reward judge [--port]         prepare (once) and run the CPU vLLM judge in the foreground
+    cat-reward openapi [PATH]         write the OpenAPI document
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from .settings import DEFAULT_JUDGE_PORT, Settings
+
+
+def _serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
+    import uvicorn
+
+    from .api import create_app
+
+    if workers > 1:
+        # Each worker builds its app from the environment, so settings travel through it.
+        uvicorn.run("cat_reward.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+    else:
+        uvicorn.run(create_app(settings), host=host, port=port)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _serve(args.host, args.port, Settings(), args.workers)
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from . import local_judge
+
+    settings = Settings()
+    paths = local_judge.prepare(settings.judge_home, settings.judge_pip_args)
+    if args.prepare_only:
+        return 0
+    command = local_judge.server_command(paths, args.host, args.port)
+    os.execve(command[0], command, local_judge.server_env(paths))
+    return 0  # not reached
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from . import local_judge
+
+    settings = Settings()
+    paths = local_judge.prepare(settings.judge_home, settings.judge_pip_args)
+    process = local_judge.start(paths, "127.0.0.1", args.judge_port)
+    base_url = f"http://127.0.0.1:{args.judge_port}/v1"
+    try:
+        waited = local_judge.wait_ready(base_url, process)
+        print(f"[cat-reward] CPU judge ready at {base_url} after {waited:.0f} s", file=sys.stderr, flush=True)
+        os.environ.setdefault("CAT_ANCHOR_BASE_URL", base_url)
+        os.environ.setdefault("CAT_ANCHOR_MODEL", local_judge.SERVED_MODEL)
+        _serve(args.host, args.port, Settings())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from .api import create_app
+
+    document = json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True) + "\n"
+    if args.path == "-":
+        sys.stdout.write(document)
+    else:
+        Path(args.path).write_text(document)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cat-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    judge = sub.add_parser("judge", help="run the local CPU vLLM judge (SmolLM2-135M-Instruct)")
+    judge.add_argument("--host", default="127.0.0.1")
+    judge.add_argument("--port", type=int, default=DEFAULT_JUDGE_PORT)
+    judge.add_argument("--prepare-only", action="store_true", help="install and convert, then exit")
+    judge.set_defaults(func=cmd_judge)
+
+    up = sub.add_parser("up", help="start the local CPU judge, then serve against it")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--judge-port", type=int, default=DEFAULT_JUDGE_PORT)
+    up.set_defaults(func=cmd_up)
+
+    openapi = sub.add_parser("openapi", help="write the OpenAPI document")
+    openapi.add_argument("path", nargs="?", default="openapi.json")
+    openapi.set_defaults(func=cmd_openapi)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

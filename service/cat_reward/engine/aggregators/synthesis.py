@@ -1,0 +1,49 @@
+"""CaT synthesis: the frozen anchor reads the G rollouts (by default without the question)
+and writes one reference that reconciles their omissions and contradictions. It may
+disagree with the majority."""
+
+from __future__ import annotations
+
+from ..context import GroupContext
+from ..conversation import render_question
+from ..errors import SynthesisFailed
+from ..ports import ChatRequest
+from ..types import Reference
+
+
+def synthesis_messages(ctx: GroupContext) -> list[dict[str, str]]:
+    group, prompts = ctx.group, ctx.prompts
+    responses = "\n\n".join(
+        prompts.render("response.item", number=str(i + 1), response=r.strip())
+        for i, r in enumerate(group.rollouts)
+    )
+    question = ""
+    if group.options.include_question:
+        question = prompts.render("question.block", question=render_question(group.prompt)) + "\n\n"
+    template = "synthesis_math.user" if group.mode == "verifiable" else "synthesis_free.user"
+    user = prompts.render(template, question=question, count=str(len(group.rollouts)), responses=responses)
+    return [
+        {"role": "system", "content": prompts.render("synthesis.system")},
+        {"role": "user", "content": user},
+    ]
+
+
+async def synthesize_reference(ctx: GroupContext) -> Reference:
+    sampling = ctx.options.synthesis
+    result = await ctx.anchor(
+        ChatRequest(
+            messages=synthesis_messages(ctx),
+            stage="synthesis",
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=ctx.options.seed,
+        )
+    )
+    text = result.text.strip()
+    if not text:
+        raise SynthesisFailed("the anchor returned an empty synthesis")
+    details = {"finish_reason": result.finish_reason}
+    if result.finish_reason == "length":
+        details["truncated"] = True
+    return Reference(text=text, aggregator="synthesis", details=details)

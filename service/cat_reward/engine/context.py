@@ -1,0 +1,50 @@
+"""What every pipeline stage of one group shares: the LLM roles, the prompt set, the answer
+checker, the group's resolved options and its usage meter."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from .ports import AnswerChecker, ChatRequest, ChatResult, EquivalenceResult, Roles
+from .prompts import PromptSet
+from .types import Group, Usage
+
+
+@dataclass
+class GroupContext:
+    group: Group
+    roles: Roles
+    prompts: PromptSet
+    checker: AnswerChecker
+    usage: Usage = field(default_factory=Usage)
+    _equivalence_memo: dict[tuple[str, str], EquivalenceResult] = field(default_factory=dict)
+
+    @property
+    def options(self):
+        return self.group.options
+
+    async def anchor(self, request: ChatRequest) -> ChatResult:
+        return await self._call(self.roles.anchor, request)
+
+    async def judge(self, request: ChatRequest) -> ChatResult:
+        return await self._call(self.roles.judge, request)
+
+    async def _call(self, llm, request: ChatRequest) -> ChatResult:
+        started = time.perf_counter()
+        try:
+            result = await llm.chat(request)
+        finally:
+            stage = self.usage.stage(request.stage)
+            stage.calls += 1
+            stage.latency_s += time.perf_counter() - started
+        stage.prompt_tokens += result.prompt_tokens
+        stage.completion_tokens += result.completion_tokens
+        return result
+
+    async def equivalent(self, reference: str, candidate: str) -> EquivalenceResult:
+        """Answer check, memoised within the group (majority vote and scoring ask the same pairs)."""
+        key = (reference, candidate)
+        if key not in self._equivalence_memo:
+            self._equivalence_memo[key] = await self.checker.check(reference, candidate)
+        return self._equivalence_memo[key]

@@ -1,0 +1,157 @@
+"""Self-proposed rubrics: the anchor turns the reference into binary, checkable criteria.
+
+JSON is forced with structured output where the backend supports it and parsed robustly
+where it does not (JSON anywhere in the text, then ``<criterion>`` tags, then a bulleted or
+numbered list). Near-duplicates are removed; when fewer than the minimum remain, the anchor
+is asked for more, up to ``rubric_attempts`` calls in all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .context import GroupContext
+from .conversation import render_question
+from .errors import RubricGenerationFailed
+from .ports import ChatRequest
+from .types import Criterion, Reference
+
+MIN_CRITERION_CHARS = 8
+MAX_CRITERION_CHARS = 500
+_XML_ITEM = re.compile(r"<criterion[^>]*>(.*?)</criterion>", re.IGNORECASE | re.DOTALL)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\(?\d{1,2}[.):])\s+(.+?)\s*$", re.MULTILINE)
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def rubric_schema(min_items: int, max_items: int) -> dict:
+    return {
+        "type": "object",
+        "properties": {
+            "criteria": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 10, "maxLength": 300},
+                "minItems": min_items,
+                "maxItems": max_items,
+            }
+        },
+        "required": ["criteria"],
+        "additionalProperties": False,
+    }
+
+
+def _items_from_json_value(value) -> list[str] | None:
+    if isinstance(value, dict):
+        for key in ("criteria", "rubric", "items"):
+            if key in value:
+                return _items_from_json_value(value[key])
+        return None
+    if isinstance(value, list):
+        items = []
+        for item in value:
+            if isinstance(item, str):
+                items.append(item)
+            elif isinstance(item, dict):
+                text = item.get("criterion") or item.get("text") or item.get("description")
+                if isinstance(text, str):
+                    items.append(text)
+        return items
+    return None
+
+
+def parse_criteria(text: str) -> list[str]:
+    """Every candidate criterion found in an anchor reply, in order (not yet deduplicated)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"[\[{]", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        items = _items_from_json_value(value)
+        if items:
+            return [i.strip() for i in items]
+    xml = _XML_ITEM.findall(text)
+    if xml:
+        return [i.strip() for i in xml]
+    return [m.group(1).strip().strip('"') for m in _LIST_ITEM.finditer(text)]
+
+
+def _key(text: str) -> str:
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def dedupe_criteria(candidates: list[str], existing: list[str] | None = None) -> list[str]:
+    """Drop too-short/too-long items and duplicates (case, spacing and punctuation ignored)."""
+    seen = {_key(c) for c in existing or []}
+    kept = []
+    for candidate in candidates:
+        text = " ".join(candidate.split())
+        if not (MIN_CRITERION_CHARS <= len(text) <= MAX_CRITERION_CHARS):
+            continue
+        key = _key(text)
+        if key and key not in seen:
+            seen.add(key)
+            kept.append(text)
+    return kept
+
+
+def rubric_messages(ctx: GroupContext, reference: Reference) -> list[dict[str, str]]:
+    opts, prompts = ctx.options, ctx.prompts
+    question = ""
+    if opts.include_question:
+        question = prompts.render("question.block", question=render_question(ctx.group.prompt)) + "\n\n"
+    user = prompts.render(
+        "rubric.user",
+        question=question,
+        reference=reference.text,
+        min_criteria=str(opts.min_criteria),
+        max_criteria=str(opts.max_criteria),
+    )
+    return [
+        {"role": "system", "content": prompts.render("rubric.system")},
+        {"role": "user", "content": user},
+    ]
+
+
+async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[Criterion], dict]:
+    """Ask the anchor for criteria until at least ``min_criteria`` distinct ones exist."""
+    opts = ctx.options
+    messages = rubric_messages(ctx, reference)
+    criteria: list[str] = []
+    attempts = 0
+    forced = False
+    while attempts < opts.rubric_attempts and len(criteria) < opts.min_criteria:
+        attempts += 1
+        needed = opts.min_criteria - len(criteria)
+        request_messages = messages
+        if criteria:
+            listing = "\n".join(f"- {c}" for c in criteria)
+            follow_up = ctx.prompts.render("rubric_more.user", existing=listing, needed=str(needed))
+            request_messages = messages + [
+                {"role": "assistant", "content": json.dumps({"criteria": criteria})},
+                {"role": "user", "content": follow_up},
+            ]
+        temperature = opts.rubric.temperature if attempts == 1 else max(opts.rubric.temperature, 0.7)
+        result = await ctx.anchor(
+            ChatRequest(
+                messages=request_messages,
+                stage="rubric",
+                max_tokens=opts.rubric.max_tokens,
+                temperature=temperature,
+                top_p=opts.rubric.top_p,
+                seed=None if opts.seed is None else opts.seed + attempts - 1,
+                json_schema=rubric_schema(needed if criteria else opts.min_criteria, opts.max_criteria),
+            )
+        )
+        forced = forced or result.forced
+        criteria += dedupe_criteria(parse_criteria(result.text), existing=criteria)
+    if len(criteria) < opts.min_criteria:
+        raise RubricGenerationFailed(
+            f"the anchor proposed {len(criteria)} distinct criteria in {attempts} attempt(s); "
+            f"at least {opts.min_criteria} are required"
+        )
+    criteria = criteria[: opts.max_criteria]
+    return (
+        [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)],
+        {"attempts": attempts, "structured_output": forced},
+    )

