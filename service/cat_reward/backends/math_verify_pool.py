@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 def _worker_main(conn: Connection, timeout_s: int) -> None:  # pragma: no cover - runs in a child
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify.errors import TimeoutException
 
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
 
@@ -28,7 +29,21 @@ def _worker_main(conn: Connection, timeout_s: int) -> None:  # pragma: no cover 
         text = answer.strip()
         if not (text.startswith("$") or text.startswith("\\(") or text.startswith("\\[")):
             text = f"${text}$"
-        return parse(text, extraction_config=configs, parsing_timeout=timeout_s)
+        try:
+            return parse(text, extraction_config=configs, parsing_timeout=timeout_s, raise_on_error=True)
+        except TimeoutException:
+            raise
+        except Exception:  # noqa: BLE001 - math-verify's own lenient path for everything but timeouts
+            return parse(text, extraction_config=configs, parsing_timeout=timeout_s)
+
+    def equivalent(gold, pred) -> bool:
+        # With raise_on_error=False math-verify turns a timeout into False: silently wrong.
+        try:
+            return bool(verify(gold, pred, timeout_seconds=timeout_s, raise_on_error=True))
+        except TimeoutException:
+            raise
+        except Exception:  # noqa: BLE001
+            return bool(verify(gold, pred, timeout_seconds=timeout_s))
 
     while True:
         try:
@@ -47,7 +62,9 @@ def _worker_main(conn: Connection, timeout_s: int) -> None:  # pragma: no cover 
             if not pred:
                 conn.send((False, None))  # an answer math-verify cannot read does not match
                 continue
-            conn.send((bool(verify(gold, pred, timeout_seconds=timeout_s)), None))
+            conn.send((equivalent(gold, pred), None))
+        except TimeoutException:
+            conn.send((None, "timeout"))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as data
             conn.send((None, f"error: {type(exc).__name__}: {exc}"[:300]))
 
@@ -71,9 +88,11 @@ class _Worker:
 class MathVerifyPool:
     """Implements ``cat_reward.engine.ports.AnswerChecker``."""
 
-    def __init__(self, workers: int = 2, timeout_s: float = 5.0) -> None:
+    def __init__(self, workers: int = 2, timeout_s: float = 5.0, deadline_s: float | None = None) -> None:
         self._size = max(1, workers)
         self._timeout_s = timeout_s
+        # Parse and verify each get the worker-side alarm; the parent allows both plus slack.
+        self._deadline_s = deadline_s if deadline_s is not None else 2 * timeout_s + 5.0
         self._ctx = mp.get_context("spawn")
         self._idle: asyncio.Queue[_Worker] | None = None
         self._all: list[_Worker] = []
@@ -99,11 +118,9 @@ class MathVerifyPool:
     async def check(self, reference: str, candidate: str) -> EquivalenceResult:
         idle = await self._ensure_started()
         worker = await idle.get()
-        # Parse and verify each get the worker-side alarm; allow both plus start-up slack.
-        deadline = 2 * self._timeout_s + 5.0
         try:
             worker.conn.send((reference, candidate))
-            ready = await asyncio.to_thread(worker.conn.poll, deadline)
+            ready = await asyncio.to_thread(worker.conn.poll, self._deadline_s)
             if not ready:
                 raise TimeoutError
             equivalent, error = worker.conn.recv()

@@ -1,0 +1,208 @@
+"""The HTTP layer through httpx.ASGITransport on create_app(settings), with a scripted anchor and judge."""
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cat_reward.api import create_app
+from cat_reward.engine import LLMUnavailable
+from cat_reward.engine.ports import EquivalenceResult
+from cat_reward.settings import Settings
+
+from .scripts import CRITERIA, anchor_script, judge_script, roles
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ExactChecker:
+    async def check(self, reference, candidate):
+        return EquivalenceResult(reference.strip() == candidate.strip())
+
+
+@pytest.fixture
+async def make_client():
+    opened = []
+
+    async def make(anchor=None, judge=None, **settings):
+        r, _, _ = roles(anchor=anchor, judge=judge)
+        app = create_app(Settings(**settings), roles=r, checker=ExactChecker())
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        opened.append((client, lifespan))
+        return client
+
+    yield make
+    for client, lifespan in opened:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+BODY = {"prompt": "What is 2 + 3?", "rollouts": ["\\boxed{5}", "\\boxed{6}", "five"], "mode": "rubric"}
+
+
+async def test_rubric_request_shape(make_client):
+    client = await make_client()
+    response = await client.post("/rewards", json=BODY)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["rewards"] == [1.0, 1.0, 1.0]
+    assert len(data["rubric"]) == 5 and data["rubric_id"].startswith("rb_")
+    assert [d["index"] for d in data["details"]] == [0, 1, 2]
+    assert all(len(d["verdicts"]) == 5 for d in data["details"])
+    assert data["usage"]["llm_calls"] == 2 + 15
+    assert set(data["usage"]["latency_ms"]) >= {"reference", "rubric", "scoring", "total"}
+    assert data["provenance"]["prompt_version"].startswith("cat-v1+")
+
+
+async def test_chat_prompt_and_options(make_client):
+    client = await make_client()
+    body = {
+        "prompt": [{"role": "user", "content": "What is 2 + 3?"}],
+        "rollouts": ["a", "b"],
+        "options": {"num_criteria": 5, "include_question": True, "synthesis": {"temperature": 0.2, "max_tokens": 64}},
+    }
+    response = await client.post("/rewards", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["mode"] == "rubric"
+
+
+async def test_verifiable_mode(make_client):
+    client = await make_client()
+    response = await client.post("/rewards", json={**BODY, "mode": "verifiable"})
+    data = response.json()
+    assert data["reference_answer"] == "5"
+    assert data["rewards"] == [1.0, 0.0, 0.0]
+    assert data["details"][2]["flags"] == ["no_answer"]
+
+
+async def test_reference_implies_given(make_client):
+    client = await make_client()
+    response = await client.post("/rewards", json={**BODY, "mode": "verifiable", "reference": "6"})
+    assert response.json()["aggregator"] == "given"
+    assert response.json()["rewards"] == [0.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"rollouts": []}, "rollouts"),
+        ({"rollouts": "not a list"}, "rollouts"),
+        ({"rollouts": [1, 2]}, "rollouts.0"),
+        ({"mode": "poetry"}, "mode"),
+        ({"prompt": ""}, "prompt"),
+        ({"options": {"aggregator": "oracle"}}, "options.aggregator"),
+        ({"options": {"num_criteria": 0}}, "options.num_criteria"),
+        ({"options": {"bogus": 1}}, "options.bogus"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+async def test_bad_input_is_422_naming_the_field(make_client, patch, param):
+    client = await make_client()
+    response = await client.post("/rewards", json={**BODY, **patch})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request"
+    assert error["param"] == param
+    assert param in error["message"]
+
+
+async def test_missing_field_and_invalid_json(make_client):
+    client = await make_client()
+    response = await client.post("/rewards", json={"prompt": "x"})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "rollouts"
+    response = await client.post("/rewards", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+async def test_engine_level_invalid_group(make_client):
+    client = await make_client()
+    response = await client.post("/rewards", json={**BODY, "options": {"aggregator": "majority"}})
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "options.aggregator"
+    response = await client.post("/rewards", json={**BODY, "reference": "x", "options": {"aggregator": "synthesis"}})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "reference"
+
+
+async def test_rollout_limit(make_client):
+    client = await make_client(max_rollouts=2)
+    response = await client.post("/rewards", json=BODY)
+    assert response.status_code == 422
+    assert "CAT_MAX_ROLLOUTS" in response.json()["error"]["message"]
+
+
+async def test_judge_unreachable_is_503_not_zero(make_client):
+    def down(request):
+        raise LLMUnavailable("judge backend failed after 3 attempt(s): unreachable", role="judge", retry_after=7)
+
+    client = await make_client(judge=down)
+    response = await client.post("/rewards", json=BODY)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "7"
+    assert response.json()["error"]["type"] == "llm_unavailable"
+    assert "rewards" not in response.json()
+
+
+async def test_rubric_failure_is_502(make_client):
+    client = await make_client(anchor=anchor_script(criteria=["too few"]))
+    response = await client.post("/rewards", json=BODY)
+    assert response.status_code == 502
+    assert response.json()["error"]["type"] == "rubric_generation_failed"
+
+
+async def test_batch_scores_each_group_and_reports_per_group_errors(make_client):
+    client = await make_client()
+    groups = [BODY, {**BODY, "mode": "verifiable"}, {**BODY, "options": {"aggregator": "given"}}]
+    response = await client.post("/rewards/batch", json={"groups": groups[:2]})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == [0, 1] and all(r["ok"] for r in results)
+    assert results[1]["result"]["rewards"] == [1.0, 0.0, 0.0]
+    # A group the engine refuses fails alone... except input errors found before scoring: 422 naming it.
+    response = await client.post("/rewards/batch", json={"groups": groups})
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["ok"] for r in results] == [True, True, False]
+    assert results[2]["error"]["param"] == "reference"
+
+
+async def test_batch_validation_and_limits(make_client):
+    client = await make_client(max_groups_per_batch=1)
+    response = await client.post("/rewards/batch", json={"groups": []})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "groups"
+    response = await client.post("/rewards/batch", json={"groups": [BODY, {**BODY, "rollouts": []}]})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "groups.1.rollouts"
+    response = await client.post("/rewards/batch", json={"groups": [BODY, BODY]})
+    assert response.status_code == 422 and "CAT_MAX_GROUPS_PER_BATCH" in response.json()["error"]["message"]
+
+
+async def test_batch_with_judge_down_is_503(make_client):
+    def down(request):
+        raise LLMUnavailable("down", role="judge")
+
+    client = await make_client(judge=down)
+    response = await client.post("/rewards/batch", json={"groups": [BODY, BODY]})
+    assert response.status_code == 503
+
+
+async def test_health_and_readiness(make_client):
+    client = await make_client()
+    assert (await client.get("/healthz")).json()["status"] == "ok"
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+async def test_unknown_route_uses_the_envelope(make_client):
+    client = await make_client()
+    response = await client.get("/nope")
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found"
+
+
+def test_openapi_json_is_current():
+    """openapi.json at the top of the repo is generated from the app; regenerate with `cat-reward openapi`."""
+    generated = json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True) + "\n"
+    committed = (ROOT / "openapi.json").read_text()
+    assert committed == generated, "openapi.json is stale: run `cat-reward openapi` and commit it"
