@@ -100,21 +100,23 @@ async def test_rubric_rubric_id_is_stable_for_the_same_rubric(checker):
     assert a.rubric_id == b.rubric_id
 
 
-async def test_rubric_reasks_when_too_few_distinct_criteria(checker):
+async def test_rubric_resamples_when_too_few_distinct_criteria(checker):
     replies = iter([
         json.dumps({"criteria": CRITERIA[:2] + [CRITERIA[0].upper()]}),
-        json.dumps({"criteria": CRITERIA[2:]}),
+        json.dumps({"criteria": CRITERIA[1:]}),
     ])
 
     def anchor(request):
         return "reference text" if request.stage == "synthesis" else next(replies)
 
     r, anchor_llm, _ = roles(anchor=anchor)
-    outcome = await pipeline(r, checker).score(group())
-    assert [c.text for c in outcome.rubric] == CRITERIA
+    outcome = await pipeline(r, checker).score(group(seed=7))
+    assert [c.text for c in outcome.rubric] == CRITERIA  # merged, duplicates dropped
     assert outcome.reference.details["rubric"]["attempts"] == 2
-    follow_up = anchor_llm.calls[-1].messages[-1]["content"]
-    assert CRITERIA[0] in follow_up  # the anchor is told what it already wrote
+    first, second = [c for c in anchor_llm.calls if c.stage == "rubric"]
+    assert second.messages == first.messages  # a fresh sample of the same prompt...
+    assert (first.seed, second.seed) == (7, 8)  # ...with another seed
+    assert second.temperature >= 1.0 > first.temperature
 
 
 async def test_rubric_generation_fails_explicitly(checker):

@@ -18,6 +18,7 @@ from .ports import ChatRequest
 from .types import Criterion, Reference
 
 MIN_CRITERION_CHARS = 8
+RESAMPLE_TEMPERATURE = 1.0
 MAX_CRITERION_CHARS = 500
 _XML_ITEM = re.compile(r"<criterion[^>]*>(.*?)</criterion>", re.IGNORECASE | re.DOTALL)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\(?\d{1,2}[.):])\s+(.+?)\s*$", re.MULTILINE)
@@ -114,7 +115,13 @@ def rubric_messages(ctx: GroupContext, reference: Reference) -> list[dict[str, s
 
 
 async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[Criterion], dict]:
-    """Ask the anchor for criteria until at least ``min_criteria`` distinct ones exist."""
+    """Ask the anchor for criteria until at least ``min_criteria`` distinct ones exist.
+
+    A re-ask is a fresh sample of the same prompt (another seed, temperature at least
+    ``RESAMPLE_TEMPERATURE``) whose new criteria are merged in: measured on the small CPU
+    anchor, a follow-up turn ("write N more") mostly repeated the first answer, while fresh
+    samples added distinct criteria.
+    """
     opts = ctx.options
     messages = rubric_messages(ctx, reference)
     criteria: list[str] = []
@@ -122,25 +129,16 @@ async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[
     forced = False
     while attempts < opts.rubric_attempts and len(criteria) < opts.min_criteria:
         attempts += 1
-        needed = opts.min_criteria - len(criteria)
-        request_messages = messages
-        if criteria:
-            listing = "\n".join(f"- {c}" for c in criteria)
-            follow_up = ctx.prompts.render("rubric_more.user", existing=listing, needed=str(needed))
-            request_messages = messages + [
-                {"role": "assistant", "content": json.dumps({"criteria": criteria})},
-                {"role": "user", "content": follow_up},
-            ]
-        temperature = opts.rubric.temperature if attempts == 1 else max(opts.rubric.temperature, 0.7)
+        temperature = opts.rubric.temperature if attempts == 1 else max(opts.rubric.temperature, RESAMPLE_TEMPERATURE)
         result = await ctx.anchor(
             ChatRequest(
-                messages=request_messages,
+                messages=messages,
                 stage="rubric",
                 max_tokens=opts.rubric.max_tokens,
                 temperature=temperature,
                 top_p=opts.rubric.top_p,
                 seed=None if opts.seed is None else opts.seed + attempts - 1,
-                json_schema=rubric_schema(needed if criteria else opts.min_criteria, opts.max_criteria),
+                json_schema=rubric_schema(opts.min_criteria, opts.max_criteria),
             )
         )
         forced = forced or result.forced
