@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -48,12 +47,32 @@ def cmd_judge(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def _port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from . import local_judge
 
+    for name, port in (("judge", args.judge_port), ("service", args.port)):
+        if _port_in_use("127.0.0.1", port):
+            print(
+                f"[cat-reward] port {port} (the {name}'s) is already in use on 127.0.0.1. If a judge is "
+                "already running there, use `cat-reward serve`; otherwise pick another port "
+                f"with --{'judge-port' if name == 'judge' else 'port'}.",
+                file=sys.stderr,
+            )
+            return 2
     settings = Settings()
     paths = local_judge.prepare(settings.judge_home, settings.judge_pip_args)
-    process = local_judge.start(paths, "127.0.0.1", args.judge_port)
+    process = local_judge.start(paths, "127.0.0.1", args.judge_port, start_new_session=True)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
+    # judge below is stopped too, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     base_url = f"http://127.0.0.1:{args.judge_port}/v1"
     try:
         waited = local_judge.wait_ready(base_url, process)
@@ -62,11 +81,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         os.environ.setdefault("CAT_ANCHOR_MODEL", local_judge.SERVED_MODEL)
         _serve(args.host, args.port, Settings())
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        local_judge.stop(process)
     return 0
 
 

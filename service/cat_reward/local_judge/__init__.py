@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -149,3 +150,17 @@ def wait_ready(base_url: str, process: subprocess.Popen | None = None, timeout_s
             pass
         time.sleep(1.0)
     raise TimeoutError(f"the vLLM server at {base_url} was not ready after {timeout_s:.0f} s")
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Stop a server started with ``start(..., start_new_session=True)``, children included."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
