@@ -52,3 +52,8 @@ def test_dedupe_against_existing_and_drops_fragments():
 @pytest.mark.parametrize("bad", ["", "{}", '{"criteria": "not a list"}', "[1, 2, 3]"])
 def test_parse_degenerate_json(bad):
     assert parse_criteria(bad) == []
+
+
+def test_dedupe_strips_enumeration_before_comparing():
+    items = ["1. It is 52.", "2. It is 52.", "Criterion 3: It is 52.", "- The response shows its work."]
+    assert dedupe_criteria(items) == ["It is 52.", "The response shows its work."]

@@ -23,6 +23,7 @@ MAX_CRITERION_CHARS = 500
 _XML_ITEM = re.compile(r"<criterion[^>]*>(.*?)</criterion>", re.IGNORECASE | re.DOTALL)
 _LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\(?\d{1,2}[.):])\s+(.+?)\s*$", re.MULTILINE)
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+_ENUMERATION = re.compile(r"^\s*(?:\(?\d{1,2}[.):]|[-*\u2022]|criterion\s*\d{1,2}\s*[:.)-])\s*", re.IGNORECASE)
 
 
 def rubric_schema(min_items: int, max_items: int) -> dict:
@@ -82,11 +83,12 @@ def _key(text: str) -> str:
 
 
 def dedupe_criteria(candidates: list[str], existing: list[str] | None = None) -> list[str]:
-    """Drop too-short/too-long items and duplicates (case, spacing and punctuation ignored)."""
+    """Drop enumeration prefixes ("3.", "-"), too-short/too-long items and duplicates (case,
+    spacing and punctuation ignored)."""
     seen = {_key(c) for c in existing or []}
     kept = []
     for candidate in candidates:
-        text = " ".join(candidate.split())
+        text = _ENUMERATION.sub("", " ".join(candidate.split()))
         if not (MIN_CRITERION_CHARS <= len(text) <= MAX_CRITERION_CHARS):
             continue
         key = _key(text)
