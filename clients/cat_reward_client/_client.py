@@ -1,0 +1,157 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from ._config import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, RetryPolicy, make_timeout
+from ._core import ClientCore, Done, RequestSpec
+from ._exceptions import ResponseDecodeError
+from ._models import BatchResult, Health, Mode, Prompt, Readiness, RewardGroup, RewardResult, RubricPage
+
+T = TypeVar("T")
+
+# Indirection so tests can skip the waits.
+_sleep = time.sleep
+
+
+class CatRewardClient:
+    """Blocking client of the cat-reward service.
+
+    Args:
+        base_url: where the service listens.
+        api_key: sent as ``Authorization: Bearer <api_key>`` when given.
+        timeout: a float (seconds; connect stays at most 10 s), an ``httpx.Timeout``, or
+            ``None`` to wait forever. Default: read 600 s, connect 10 s, write 60 s, pool 600 s.
+        max_retries: retries after the first attempt; overrides ``retry.max_retries`` (default 3).
+        retry: the full ``RetryPolicy`` (what is retried, backoff, Retry-After cap).
+        headers: extra headers sent on every request.
+        transport: a custom ``httpx.BaseTransport`` (e.g. ``httpx.MockTransport`` in tests).
+
+    Use it as a context manager, or call ``close()``.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self._core = ClientCore(retry=retry, max_retries=max_retries)
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers=ClientCore.default_headers(api_key, headers),
+            timeout=make_timeout(timeout),
+            transport=transport,
+        )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._core.retry
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> CatRewardClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    def rewards(
+        self,
+        prompt: Prompt,
+        rollouts: Iterable[str],
+        mode: Mode | None = None,
+        reference: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> RewardResult:
+        """POST /rewards: score one group of rollouts of ``prompt``.
+
+        ``idempotency_key`` defaults to the SHA-256 of the request body; every retry of
+        this call sends the same key. ``metadata`` (run_id, step, group_id, tags) is sent
+        as is, for services that keep an audit history.
+        """
+        return self._send(self._core.rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata))
+
+    def rewards_batch(
+        self, groups: Iterable[RewardGroup | Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> BatchResult:
+        """POST /rewards/batch: score several groups; each item succeeds or fails on its own."""
+        return self._send(self._core.rewards_batch(groups, idempotency_key))
+
+    def healthz(self) -> Health:
+        """GET /healthz: the process is up."""
+        return self._send(self._core.healthz())
+
+    def readyz(self) -> Readiness:
+        """GET /readyz: whether the anchor and judge answer. Not ready is ``ready=False``, not an error."""
+        return self._send(self._core.readyz())
+
+    def get_rubric(self, rubric_id: str) -> dict[str, Any]:
+        """GET /rubrics/{rubric_id}: the stored record as JSON. Raises ``NotFoundError`` when unknown."""
+        return self._send(self._core.get_rubric(rubric_id))
+
+    def list_rubrics(self, **filters: Any) -> RubricPage:
+        """GET /rubrics with query filters (``prompt_hash``, ``run_id``, ``limit``, ``cursor``); ``None`` ones are dropped."""
+        return self._send(self._core.list_rubrics(filters))
+
+    def iter_rubrics(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every rubric matching ``filters``, following ``next_cursor`` page after page."""
+        seen: set[str] = set()
+        while True:
+            page = self.list_rubrics(**filters)
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            if page.next_cursor in seen:
+                raise ResponseDecodeError(f"GET /rubrics: cursor {page.next_cursor!r} repeats")
+            seen.add(page.next_cursor)
+            filters["cursor"] = page.next_cursor
+
+    # --- transport ---------------------------------------------------------------------
+
+    def _send(self, spec: RequestSpec[T]) -> T:
+        call = self._core.start(spec)
+        while True:
+            try:
+                response = self._http.request(
+                    spec.method,
+                    spec.path,
+                    params=list(spec.params) or None,
+                    content=spec.body,
+                    headers=dict(spec.headers),
+                )
+            except httpx.TransportError as exc:
+                step = call.on_transport_error(exc)
+            else:
+                step = call.on_response(response.status_code, response.headers, response.content)
+                if isinstance(step, Done):
+                    return step.value
+            _sleep(step.delay)
