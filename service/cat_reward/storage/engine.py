@@ -1,0 +1,56 @@
+"""Database URLs and the async engine, configured once for the store and the migrations."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+# The async driver we pick for each plain SQLAlchemy dialect name.
+_ASYNC_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
+
+# A reachable-but-silent server must not hang a flush or a read for asyncpg's defaults
+# (60 s to connect, no query limit): the flusher retries anyway, readers want a quick 503.
+CONNECT_TIMEOUT_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+
+
+def to_async_url(url: str) -> str:
+    """``sqlite:///p`` -> ``sqlite+aiosqlite:///p``, ``postgres(ql)://...`` -> ``postgresql+asyncpg://...``.
+
+    Settings hold plain URLs; the async driver is our choice. A URL that names a driver already
+    keeps it. Only SQLite and PostgreSQL are accepted: they are the two the migrations are
+    tested on. Error messages name the scheme only, never the URL (it may hold a password).
+    """
+    if not isinstance(url, str):
+        raise ValueError(f"database URL must be a string, not {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError("not a database URL: expected e.g. sqlite:///path/history.db or postgresql://user@host/db")
+    dialect, _, driver = scheme.partition("+")
+    dialect = dialect.lower()
+    if dialect == "postgres":  # the libpq / Heroku spelling, which SQLAlchemy no longer accepts
+        dialect = "postgresql"
+    if dialect not in _ASYNC_DRIVERS:
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://user@host/db"
+        )
+    return f"{dialect}+{driver or _ASYNC_DRIVERS[dialect]}://{rest}"
+
+
+def dumps(value) -> str:
+    """JSON as stored everywhere (outbox and database): strict, so that NaN or Infinity, which
+    PostgreSQL's json type rejects, fail in ``record()`` instead of blocking the outbox later."""
+    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+
+
+def make_engine(database_url: str) -> AsyncEngine:
+    """The async engine for a plain or async URL. ``pool_pre_ping`` replaces connections that died
+    while the database was away, so the first query after an outage does not fail."""
+    url = to_async_url(database_url)
+    connect_args: dict = {}
+    if url.startswith("postgresql+asyncpg"):
+        connect_args = {"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S}
+    return create_async_engine(
+        url, pool_pre_ping=True, json_serializer=dumps, json_deserializer=json.loads, connect_args=connect_args
+    )
