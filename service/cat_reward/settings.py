@@ -74,6 +74,29 @@ class Settings(BaseSettings):
     verify_workers: int = Field(default=2, ge=1, description="math-verify worker processes.")
     verify_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of one answer check, seconds.")
 
+    # --- cache (Redis, or in-process when CAT_REDIS_URL is unset) ---------------------------
+    redis_url: str | None = Field(default=None, description="Redis URL for the shared cache; unset: an in-process cache.")
+    cache_enabled: bool = Field(default=True, description="Cache references, rubrics and verdicts.")
+    cache_prefix: str = Field(default="cat", min_length=1, description="Prefix of every Redis key (then the cache schema version).")
+    cache_reference_ttl_s: float = Field(default=7 * 24 * 3600, gt=0, description="TTL of a group's reference and rubric.")
+    cache_verdict_ttl_s: float = Field(default=7 * 24 * 3600, gt=0, description="TTL of one judge verdict.")
+    reuse_rubric: bool = Field(default=False, description="Reuse a prompt's rubric across steps (the paper: off).")
+    rubric_reuse_ttl_s: float = Field(default=3600, gt=0, description="How long a reused prompt rubric lives.")
+    memory_cache_max_entries: int = Field(default=100_000, ge=1, description="Size of the in-process cache.")
+
+    # --- history (SQL) ---------------------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path.home() / ".local" / "share" / "cat-reward",
+        description="Where the embedded SQLite history and the outbox live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the history (sqlite:///path, postgresql://user@host/db); default: SQLite in CAT_DATA_DIR.",
+    )
+    outbox_path: Path | None = Field(default=None, description="Local durable outbox; default: CAT_DATA_DIR/outbox.sqlite3.")
+    history_flush_interval_s: float = Field(default=1.0, gt=0, description="How often the outbox is pushed to the database.")
+    db_auto_migrate: bool = Field(default=True, description="Run the history migrations at start-up.")
+
     # --- limits ------------------------------------------------------------------------
     max_rollouts: int = Field(default=256, ge=1, description="Most rollouts in one group.")
     max_groups_per_batch: int = Field(default=256, ge=1, description="Most groups in one batch request.")
@@ -113,3 +136,11 @@ class Settings(BaseSettings):
     @property
     def judge_kind(self) -> str:
         return self.judge_backend or self.anchor_backend
+
+    @property
+    def history_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'history.sqlite3'}"
+
+    @property
+    def outbox_file(self) -> Path:
+        return self.outbox_path or self.data_dir / "outbox.sqlite3"

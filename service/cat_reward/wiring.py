@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import httpx
 
 from .backends.math_verify_pool import MathVerifyPool
 from .backends.openai_compat import OpenAICompatClient
-from .engine.pipeline import CaTPipeline
+from .cache import MemoryCache, RedisCache, ResilientCache, key_namespace
+from .engine.pipeline import CacheTTLs, CaTPipeline
 from .engine.ports import AnswerChecker, Roles
 from .engine.prompts import load_prompt_set
+from .rewarding import RewardService
 from .settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,12 +25,17 @@ class Services:
     roles: Roles
     checker: AnswerChecker
     pipeline: CaTPipeline
-    http: httpx.AsyncClient | None = None
+    rewards: RewardService
+    cache: ResilientCache | None = None
+    history: object | None = None
     _closers: list = field(default_factory=list)
 
     async def aclose(self) -> None:
         for close in reversed(self._closers):
-            await close()
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - close everything we can
+                log.exception("error while closing %r", close)
         self._closers.clear()
 
 
@@ -51,11 +61,24 @@ def build_roles(settings: Settings, http: httpx.AsyncClient) -> Roles:
     return Roles(anchor=anchor, judge=judge)
 
 
-def build_services(
-    settings: Settings, *, roles: Roles | None = None, checker: AnswerChecker | None = None
+def build_cache(settings: Settings) -> ResilientCache | None:
+    if not settings.cache_enabled:
+        return None
+    if settings.redis_url:
+        return ResilientCache(RedisCache(settings.redis_url, key_namespace(settings.cache_prefix)), name="redis cache")
+    return ResilientCache(MemoryCache(settings.memory_cache_max_entries), name="memory cache")
+
+
+async def open_services(
+    settings: Settings,
+    *,
+    roles: Roles | None = None,
+    checker: AnswerChecker | None = None,
+    history=None,
+    with_history: bool = True,
 ) -> Services:
+    """Build everything a process needs. ``roles``/``checker``/``history`` may be injected (tests)."""
     closers = []
-    http = None
     if roles is None:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
@@ -67,5 +90,37 @@ def build_services(
         pool = MathVerifyPool(workers=settings.verify_workers, timeout_s=settings.verify_timeout_s)
         closers.append(pool.close)
         checker = pool
-    pipeline = CaTPipeline(roles=roles, prompts=load_prompt_set(settings.prompt_set), checker=checker)
-    return Services(settings=settings, roles=roles, checker=checker, pipeline=pipeline, http=http, _closers=closers)
+    cache = build_cache(settings)
+    if cache is not None:
+        closers.append(cache.aclose)
+    if history is None and with_history:
+        from .storage import HistoryStore
+
+        history = await HistoryStore.open(
+            settings.history_url,
+            settings.outbox_file,
+            auto_migrate=settings.db_auto_migrate,
+            flush_interval_s=settings.history_flush_interval_s,
+        )
+        closers.append(history.close)
+    pipeline = CaTPipeline(
+        roles=roles,
+        prompts=load_prompt_set(settings.prompt_set),
+        checker=checker,
+        cache=cache,
+        ttls=CacheTTLs(
+            reference_s=settings.cache_reference_ttl_s,
+            verdict_s=settings.cache_verdict_ttl_s,
+            rubric_reuse_s=settings.rubric_reuse_ttl_s,
+        ),
+    )
+    return Services(
+        settings=settings,
+        roles=roles,
+        checker=checker,
+        pipeline=pipeline,
+        rewards=RewardService(settings, pipeline, history),
+        cache=cache,
+        history=history,
+        _closers=closers,
+    )

@@ -85,6 +85,7 @@ def judge_url(tmp_path_factory) -> str:
 def start_service(env_overrides: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAT_")}
+    env["CAT_DATA_DIR"] = str(log.parent / "data")  # never the user's own history
     env.update(env_overrides)
     with open(log, "w") as out:
         process = subprocess.Popen(
@@ -109,13 +110,35 @@ def start_service(env_overrides: dict[str, str], log: Path) -> tuple[subprocess.
     raise RuntimeError(f"service did not come up:\n{_tail(log)}")
 
 
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+E2E_DATABASE = "cat_reward_e2e"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def ensure_database(name: str) -> str:
+    """Create a PostgreSQL database of the tests' own (dropped and made anew each session)."""
+    for sql in (f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"'):
+        subprocess.run(["psql", POSTGRES_ADMIN, "-v", "ON_ERROR_STOP=1", "-qc", sql], check=True, capture_output=True)
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
 @pytest.fixture(scope="session")
-def service_url(judge_url, tmp_path_factory):
+def service_env(judge_url, tmp_path_factory) -> dict[str, str]:
+    """The service as deployed: real Redis cache (a key prefix of this run's own) and PostgreSQL history."""
+    return {
+        "CAT_ANCHOR_BASE_URL": judge_url,
+        "CAT_ANCHOR_MODEL": local_judge.SERVED_MODEL,
+        "CAT_REDIS_URL": REDIS_URL,
+        "CAT_CACHE_PREFIX": f"cat-e2e-{os.getpid()}-{int(time.time())}",
+        "CAT_DATABASE_URL": ensure_database(E2E_DATABASE),
+        "CAT_DATA_DIR": str(tmp_path_factory.mktemp("data")),
+    }
+
+
+@pytest.fixture(scope="session")
+def service_url(service_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("service") / "service.log"
-    process, url = start_service(
-        {"CAT_ANCHOR_BASE_URL": judge_url, "CAT_ANCHOR_MODEL": local_judge.SERVED_MODEL},
-        log,
-    )
+    process, url = start_service(service_env, log)
     yield url
     _stop(process)
 

@@ -28,7 +28,7 @@ async def make_client():
 
     async def make(anchor=None, judge=None, **settings):
         r, _, _ = roles(anchor=anchor, judge=judge)
-        app = create_app(Settings(**settings), roles=r, checker=ExactChecker())
+        app = create_app(Settings(**settings), roles=r, checker=ExactChecker(), with_history=False)
         lifespan = app.router.lifespan_context(app)
         await lifespan.__aenter__()
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
@@ -51,6 +51,7 @@ async def test_rubric_request_shape(make_client):
     data = response.json()
     assert data["rewards"] == [1.0, 1.0, 1.0]
     assert len(data["rubric"]) == 5 and data["rubric_id"].startswith("rb_")
+    assert data["rubric_id"] == data["record_id"] and len(data["prompt_hash"]) == 64
     assert [d["index"] for d in data["details"]] == [0, 1, 2]
     assert all(len(d["verdicts"]) == 5 for d in data["details"])
     assert data["usage"]["llm_calls"] == 2 + 15
@@ -98,6 +99,7 @@ async def test_reference_implies_given(make_client):
         ({"options": {"num_criteria": 0}}, "options.num_criteria"),
         ({"options": {"bogus": 1}}, "options.bogus"),
         ({"surprise": True}, "surprise"),
+        ({"prompt": [{"role": "user"}]}, "prompt.0.content"),
     ],
 )
 async def test_bad_input_is_422_naming_the_field(make_client, patch, param):
@@ -115,7 +117,7 @@ async def test_missing_field_and_invalid_json(make_client):
     response = await client.post("/rewards", json={"prompt": "x"})
     assert response.status_code == 422 and response.json()["error"]["param"] == "rollouts"
     response = await client.post("/rewards", content=b"{not json", headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 422 and response.json()["error"]["param"] == "body"
 
 
 async def test_engine_level_invalid_group(make_client):
@@ -166,7 +168,7 @@ async def test_batch_scores_each_group_and_reports_per_group_errors(make_client)
     assert response.status_code == 200
     results = response.json()["results"]
     assert [r["ok"] for r in results] == [True, True, False]
-    assert results[2]["error"]["param"] == "reference"
+    assert results[2]["error"]["param"] == "reference" and results[2]["error"]["status"] == 422
 
 
 async def test_batch_validation_and_limits(make_client):

@@ -9,9 +9,9 @@ from fastapi import FastAPI
 from .. import __version__
 from ..engine.ports import AnswerChecker, Roles
 from ..settings import Settings
-from ..wiring import build_services
+from ..wiring import open_services
 from .errors import install_error_handlers
-from .routes import health, rewards
+from .routes import health, metrics, rewards, rubrics
 
 DESCRIPTION = """Compute as Teacher (CaT) rewards for RL post-training.
 
@@ -23,13 +23,22 @@ A reward that could not be computed is `null` with an error in `details`, never 
 
 
 def create_app(
-    settings: Settings | None = None, *, roles: Roles | None = None, checker: AnswerChecker | None = None
+    settings: Settings | None = None,
+    *,
+    roles: Roles | None = None,
+    checker: AnswerChecker | None = None,
+    history=None,
+    with_history: bool = True,
 ) -> FastAPI:
+    """Build the app. ``roles``, ``checker`` and ``history`` may be injected (tests, embedding);
+    ``with_history=False`` runs without an audit history."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        services = build_services(settings, roles=roles, checker=checker)
+        services = await open_services(
+            settings, roles=roles, checker=checker, history=history, with_history=with_history
+        )
         app.state.services = services
         try:
             yield
@@ -39,5 +48,7 @@ def create_app(
     app = FastAPI(title="cat-reward", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(rewards.router)
+    app.include_router(rubrics.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

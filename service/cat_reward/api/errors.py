@@ -4,41 +4,26 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..engine.errors import (
-    CatError,
-    GenerationFailed,
-    InvalidGroup,
-    LLMBadResponse,
-    LLMRequestRejected,
-    LLMUnavailable,
-)
+from ..engine.errors import CatError
 from .schemas import ErrorBody
 
 log = logging.getLogger(__name__)
-DEFAULT_RETRY_AFTER_S = 5.0
 
 
-def status_for(exc: CatError) -> int:
-    if isinstance(exc, (InvalidGroup, LLMRequestRejected)):
-        return 422
-    if isinstance(exc, LLMUnavailable):
-        return 503
-    if isinstance(exc, (LLMBadResponse, GenerationFailed)):
-        return 502
-    return 500
+class HTTPProblem(Exception):
+    """An HTTP-level condition outside the engine (unknown record, history down), in the same envelope."""
 
-
-def error_body(exc: CatError) -> ErrorBody:
-    retry_after = None
-    if isinstance(exc, LLMUnavailable):
-        retry_after = exc.retry_after or DEFAULT_RETRY_AFTER_S
-    return ErrorBody(type=exc.type, message=exc.message, param=exc.param, retry_after=retry_after)
+    def __init__(self, status: int, type: str, message: str, *, param: str | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = ErrorBody(type=type, message=message, param=param, retry_after=retry_after, status=status)
 
 
 def error_response(status: int, body: ErrorBody) -> JSONResponse:
@@ -48,32 +33,59 @@ def error_response(status: int, body: ErrorBody) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": body.model_dump(exclude_none=True)}, headers=headers)
 
 
-def _loc_to_param(loc: tuple) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
+# Pydantic puts the tried member of a union into the location ("prompt.str", "prompt.list[ChatMessage].0");
+# those tags are not fields the caller sent.
+_UNION_TAG = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
+
+
+def _loc_to_param(loc: tuple, kind: str = "") -> str:
+    if kind == "json_invalid":
+        return "body"
+    parts = [str(p) for p in loc[1:] if not (isinstance(p, str) and _UNION_TAG.match(p))] if loc[:1] == ("body",) else [
+        str(p) for p in loc
+    ]
     return ".".join(parts) if parts else "body"
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CatError)
     async def _cat_error(request: Request, exc: CatError) -> JSONResponse:
-        status = status_for(exc)
-        if status >= 500:
+        body = ErrorBody.from_error(exc)
+        if body.status >= 500:
             log.warning("group failed: %s: %s", exc.type, exc.message)
-        return error_response(status, error_body(exc))
+        return error_response(body.status, body)
+
+    @app.exception_handler(HTTPProblem)
+    async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
+        return error_response(exc.status, exc.body)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         details = [
-            {"param": _loc_to_param(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "param": _loc_to_param(tuple(e.get("loc", ())), e.get("type", "")),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in errors
         ]
+        # The most specific location first: for a union (prompt: str | messages) that is the branch
+        # the caller meant ("prompt.0.content"), not the other one ("prompt").
+        details.sort(key=lambda d: -d["param"].count("."))
         first = details[0] if details else {"param": "body", "message": "invalid request"}
         message = "; ".join(f"{d['param']}: {d['message']}" for d in details[:5]) or "invalid request"
-        body = ErrorBody(type="invalid_request", message=message, param=first["param"], details=details)
+        body = ErrorBody(type="invalid_request", message=message, param=first["param"], details=details, status=422)
         return error_response(422, body)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            500, ErrorBody(type="internal_error", message=f"internal error: {type(exc).__name__}", status=500)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, ErrorBody(type=kind, message=str(exc.detail)))
+        return error_response(exc.status_code, ErrorBody(type=kind, message=str(exc.detail), status=exc.status_code))

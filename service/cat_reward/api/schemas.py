@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
 from ..engine.types import Group, GroupOptions, GroupOutcome, Sampling
 from ..settings import Settings
 
@@ -47,6 +48,19 @@ class RewardOptions(_Strict):
     answer_extractors: list[ExtractorName] | None = Field(
         default=None, min_length=1, description="Final-answer extractors in order (verifiable mode)."
     )
+    cache: bool | None = Field(default=None, description="Use the cache for this group (default: on).")
+    reuse_rubric: bool | None = Field(
+        default=None, description="Reuse this prompt's rubric from an earlier step within the TTL (default: off, as in the paper)."
+    )
+
+
+class RequestMetadata(_Strict):
+    """Who the group belongs to, for the audit history."""
+
+    run_id: str | None = Field(default=None, max_length=200)
+    step: int | None = Field(default=None, ge=0)
+    group_id: str | None = Field(default=None, max_length=200)
+    tags: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Free tags.")
 
 
 class RewardRequest(_Strict):
@@ -55,6 +69,7 @@ class RewardRequest(_Strict):
     mode: Mode | None = Field(default=None, description="Reward mode. Default: the service's (rubric).")
     reference: str | None = Field(default=None, description="A caller-supplied reference (aggregator 'given').")
     options: RewardOptions = Field(default_factory=RewardOptions)
+    metadata: RequestMetadata | None = Field(default=None, description="Run, step, group and tags, kept in the history.")
 
     @field_validator("prompt")
     @classmethod
@@ -95,6 +110,8 @@ class RewardRequest(_Strict):
             rubric_attempts=settings.rubric_attempts,
             verdict_attempts=settings.verdict_attempts,
             verdict_concurrency=settings.verdict_concurrency,
+            use_cache=settings.cache_enabled if o.cache is None else o.cache,
+            reuse_rubric=settings.reuse_rubric if o.reuse_rubric is None else o.reuse_rubric,
         )
         prompt = self.prompt if isinstance(self.prompt, str) else [m.model_dump() for m in self.prompt]
         return Group(
@@ -126,6 +143,7 @@ class VerdictOut(BaseModel):
     raw: str | None = None
     attempts: int = 1
     error: str | None = None
+    cached: bool = Field(default=False, description="Served from the verdict cache.")
 
 
 class RolloutDetail(BaseModel):
@@ -151,6 +169,7 @@ class UsageOut(BaseModel):
     completion_tokens: int
     latency_ms: dict[str, float] = Field(description="Wall time by pipeline phase (reference, rubric, scoring) and total.")
     stages: dict[str, StageUsageOut] = Field(description="LLM usage by stage (synthesis, rubric, verdict, equivalence).")
+    cache_hits: dict[str, int] = Field(default_factory=dict, description="Entries served from the cache: reference, rubric, verdict.")
 
 
 class Provenance(BaseModel):
@@ -166,7 +185,9 @@ class RewardResponse(BaseModel):
     reference: str
     reference_answer: str | None = None
     reference_details: dict = Field(default_factory=dict)
-    rubric_id: str | None = None
+    record_id: str = Field(description="Id of this group's audit record (GET /rubrics/{id}); stable across retries.")
+    rubric_id: str | None = Field(default=None, description="In rubric mode, the record id under which the rubric is audited.")
+    prompt_hash: str = Field(description="sha256 of the prompt, to filter GET /rubrics.")
     rubric: list[CriterionOut] = Field(default_factory=list)
     details: list[RolloutDetail]
     flags: list[str] = Field(default_factory=list, description="Group-level flags, e.g. reference_no_answer.")
@@ -174,7 +195,7 @@ class RewardResponse(BaseModel):
     usage: UsageOut
 
     @classmethod
-    def from_outcome(cls, outcome: GroupOutcome) -> RewardResponse:
+    def from_outcome(cls, outcome: GroupOutcome, *, record_id: str, prompt_hash: str) -> RewardResponse:
         usage = outcome.usage
         latency = {phase: round(s * 1000, 3) for phase, s in usage.phases.items()}
         latency["total"] = round(usage.total_latency_s * 1000, 3)
@@ -185,7 +206,9 @@ class RewardResponse(BaseModel):
             reference=outcome.reference.text,
             reference_answer=outcome.reference.answer,
             reference_details=outcome.reference.details,
-            rubric_id=outcome.rubric_id,
+            record_id=record_id,
+            rubric_id=record_id if outcome.mode == "rubric" else None,
+            prompt_hash=prompt_hash,
             rubric=[CriterionOut(id=c.id, text=c.text, weight=c.weight) for c in outcome.rubric],
             details=[
                 RolloutDetail(
@@ -210,6 +233,7 @@ class RewardResponse(BaseModel):
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 latency_ms=latency,
+                cache_hits=dict(usage.cache_hits),
                 stages={
                     name: StageUsageOut(
                         calls=s.calls,
@@ -223,12 +247,34 @@ class RewardResponse(BaseModel):
         )
 
 
+DEFAULT_RETRY_AFTER_S = 5.0
+
+
 class ErrorBody(BaseModel):
     type: str = Field(examples=["invalid_request"])
     message: str
     param: str | None = Field(default=None, description="The offending request field, when there is one.")
     retry_after: float | None = None
     details: list[dict] | None = None
+    status: int | None = Field(default=None, description="The HTTP status this error maps to (also inside batch results).")
+
+    @classmethod
+    def from_error(cls, exc: CatError) -> ErrorBody:
+        retry_after = None
+        if isinstance(exc, LLMUnavailable):
+            retry_after = exc.retry_after or DEFAULT_RETRY_AFTER_S
+        return cls(type=exc.type, message=exc.message, param=exc.param, retry_after=retry_after, status=status_for(exc))
+
+
+def status_for(exc: CatError) -> int:
+    """The one mapping from engine errors to HTTP statuses."""
+    if isinstance(exc, (InvalidGroup, LLMRequestRejected)):
+        return 422
+    if isinstance(exc, LLMUnavailable):
+        return 503
+    if isinstance(exc, (LLMBadResponse, GenerationFailed)):
+        return 502
+    return 500
 
 
 class ErrorResponse(BaseModel):
@@ -254,3 +300,52 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     roles: list[dict]
+
+
+class RecordOut(BaseModel):
+    """One scored group, as kept in the history."""
+
+    id: str
+    created_at: str
+    prompt_hash: str
+    mode: Mode
+    run_id: str | None = None
+    step: int | None = None
+    group_id: str | None = None
+    anchor_model: str
+    judge_model: str
+    prompt_version: str
+    request: dict = Field(description="prompt, rollouts, reference, options and metadata as sent")
+    result: RewardResponse
+
+
+class RecordSummary(BaseModel):
+    id: str
+    created_at: str
+    prompt_hash: str
+    mode: Mode
+    run_id: str | None = None
+    step: int | None = None
+    group_id: str | None = None
+    rewards: list[float | None]
+    n_criteria: int
+    flags: list[str]
+    anchor_model: str
+    judge_model: str
+    prompt_version: str
+
+    @classmethod
+    def from_record(cls, record: dict) -> RecordSummary:
+        result = record["result"]
+        return cls(
+            **{k: record.get(k) for k in ("id", "created_at", "prompt_hash", "mode", "run_id", "step", "group_id",
+                                          "anchor_model", "judge_model", "prompt_version")},
+            rewards=result.get("rewards", []),
+            n_criteria=len(result.get("rubric", [])),
+            flags=result.get("flags", []),
+        )
+
+
+class RecordPage(BaseModel):
+    items: list[RecordSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null on the last page.")

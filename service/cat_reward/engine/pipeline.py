@@ -3,49 +3,77 @@
     rubric      reference -> self-proposed rubric (anchor) -> yes/no verdicts (judge) -> fraction met
     verifiable  reference -> final answer -> math equivalence per rollout -> 1 / 0
     judge       reference -> equivalence verdict per rollout (judge) -> 1 / 0   (the paper's baseline)
+
+With a cache, a retried group reuses its reference, rubric and verdicts: same rewards, no
+new LLM call (see ``caching``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
+from dataclasses import dataclass
 
 from .aggregators import AGGREGATORS
 from .answer_extraction import extract_answer
+from .caching import (
+    decode_reference,
+    decode_verdict,
+    encode_reference,
+    encode_verdict,
+    group_fingerprint,
+    prompt_rubric_key,
+    reference_key,
+    verdict_key,
+)
+from .concurrency import gather_bounded
 from .context import GroupContext
 from .errors import InvalidGroup
-from .concurrency import gather_bounded
 from .judge import ask_yes_no, equivalence_messages, verdict_messages
-from .ports import AnswerChecker, Roles
+from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
 from .reward_rules import binary_reward, rubric_reward
 from .self_proposed_rubrics import propose_rubric
-from .types import Criterion, Group, GroupOutcome, Reference, RolloutOutcome
+from .types import Criterion, Group, GroupOutcome, Reference, RolloutOutcome, Verdict
 
 EQUIVALENCE_ID = "equivalent"
 
 
-def rubric_fingerprint(reference: str, criteria: list[Criterion], anchor_model: str, prompt_version: str) -> str:
-    payload = json.dumps(
-        {
-            "reference": reference,
-            "criteria": [[c.text, c.weight] for c in criteria],
-            "anchor_model": anchor_model,
-            "prompt_version": prompt_version,
-        },
-        sort_keys=True,
-    )
-    return "rb_" + hashlib.sha256(payload.encode()).hexdigest()[:24]
+@dataclass(frozen=True)
+class CacheTTLs:
+    reference_s: float = 7 * 24 * 3600
+    verdict_s: float = 7 * 24 * 3600
+    rubric_reuse_s: float = 3600
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One verdict to obtain: its prompt, and what identifies it in the cache."""
+
+    messages: list[dict[str, str]]
+    criterion_id: str
+    subject: str  # the criterion text, or the reference for equivalence
+    rollout: str
 
 
 class CaTPipeline:
     """Scores groups. Holds no per-group state, so one instance serves every request."""
 
-    def __init__(self, roles: Roles, prompts: PromptSet, checker: AnswerChecker) -> None:
+    def __init__(
+        self,
+        roles: Roles,
+        prompts: PromptSet,
+        checker: AnswerChecker,
+        cache: Cache | None = None,
+        ttls: CacheTTLs = CacheTTLs(),
+    ) -> None:
         self.roles = roles
         self.prompts = prompts
         self.checker = checker
+        self.cache = cache
+        self.ttls = ttls
+
+    def fingerprint(self, group: Group) -> str:
+        return group_fingerprint(group, self.roles.anchor.model, self.roles.judge.model, self.prompts.version)
 
     async def score(self, group: Group) -> GroupOutcome:
         if not group.rollouts:
@@ -53,28 +81,23 @@ class CaTPipeline:
         aggregator = AGGREGATORS.get(group.options.aggregator)
         if aggregator is None:
             raise InvalidGroup(f"unknown aggregator {group.options.aggregator!r}", param="options.aggregator")
+        if group.mode not in ("rubric", "verifiable", "judge"):
+            raise InvalidGroup(f"unknown mode {group.mode!r}", param="mode")
         ctx = GroupContext(group=group, roles=self.roles, prompts=self.prompts, checker=self.checker)
+        cache = self.cache if group.options.use_cache else None
+        fingerprint = self.fingerprint(group)
         started = time.perf_counter()
-
-        reference = await self._timed(ctx, "reference", aggregator(ctx))
         flags: list[str] = []
+
+        reference, rubric = await self._timed(ctx, "reference", self._reference(ctx, aggregator, fingerprint, cache, flags))
         if reference.details.get("truncated"):
             flags.append("reference_truncated")
-        rubric: list[Criterion] = []
-        rubric_id = None
         if group.mode == "verifiable":
             rollouts = await self._timed(ctx, "scoring", self._score_verifiable(ctx, reference, flags))
         elif group.mode == "rubric":
-            if not reference.text.strip():
-                raise InvalidGroup("rubric mode needs a non-empty reference", param="reference")
-            rubric, rubric_info = await self._timed(ctx, "rubric", propose_rubric(ctx, reference))
-            reference.details["rubric"] = rubric_info
-            rubric_id = rubric_fingerprint(reference.text, rubric, self.roles.anchor.model, self.prompts.version)
-            rollouts = await self._timed(ctx, "scoring", self._score_rubric(ctx, rubric))
-        elif group.mode == "judge":
-            rollouts = await self._timed(ctx, "scoring", self._score_equivalence(ctx, reference))
+            rollouts = await self._timed(ctx, "scoring", self._score_rubric(ctx, rubric, cache))
         else:
-            raise InvalidGroup(f"unknown mode {group.mode!r}", param="mode")
+            rollouts = await self._timed(ctx, "scoring", self._score_equivalence(ctx, reference, cache))
 
         if any(r.reward is None for r in rollouts):
             flags.append("incomplete_rewards")
@@ -86,7 +109,7 @@ class CaTPipeline:
             rollouts=rollouts,
             flags=flags,
             usage=ctx.usage,
-            rubric_id=rubric_id,
+            fingerprint=fingerprint,
             anchor_model=self.roles.anchor.model,
             judge_model=self.roles.judge.model,
             prompt_version=self.prompts.version,
@@ -100,6 +123,110 @@ class CaTPipeline:
         finally:
             ctx.usage.phases[phase] = ctx.usage.phases.get(phase, 0.0) + time.perf_counter() - started
 
+    # -- reference (and rubric) ---------------------------------------------------------------
+    async def _reference(
+        self, ctx: GroupContext, aggregator, fingerprint: str, cache: Cache | None, flags: list[str]
+    ) -> tuple[Reference, list[Criterion]]:
+        group = ctx.group
+        wants_rubric = group.mode == "rubric"
+        reuse_key = None
+        if wants_rubric and group.options.reuse_rubric:
+            reuse_key = prompt_rubric_key(group, self.roles.anchor.model, self.prompts.version)
+        own_key = reference_key(fingerprint)
+        if cache is not None:
+            keys = [own_key] + ([reuse_key] if reuse_key else [])
+            for key, entry in zip(keys, await cache.get_many(keys)):
+                decoded = decode_reference(entry) if entry is not None else None
+                if decoded is None or (wants_rubric and not decoded[1]):
+                    continue
+                reference, rubric, _ = decoded
+                ctx.usage.cache_hits["reference"] = 1
+                if rubric:
+                    ctx.usage.cache_hits["rubric"] = 1
+                if key == reuse_key:
+                    flags.append("rubric_reused")
+                return reference, rubric
+
+        reference = await aggregator(ctx)
+        rubric: list[Criterion] = []
+        rubric_info = None
+        if wants_rubric:
+            if not reference.text.strip():
+                raise InvalidGroup("rubric mode needs a non-empty reference", param="reference")
+            rubric, rubric_info = await self._timed(ctx, "rubric", propose_rubric(ctx, reference))
+            reference.details["rubric"] = rubric_info
+        if cache is not None:
+            entry = encode_reference(reference, rubric, rubric_info)
+            await cache.set_many({own_key: entry}, self.ttls.reference_s)
+            if reuse_key:
+                await cache.set_many({reuse_key: entry}, self.ttls.rubric_reuse_s)
+        return reference, rubric
+
+    # -- verdicts -----------------------------------------------------------------------------
+    async def _verdicts(self, ctx: GroupContext, asks: list[_Ask], stage: str, cache: Cache | None) -> list[Verdict]:
+        """Every verdict, from the cache where possible; the rest asked concurrently."""
+        opts = ctx.options
+        keys = [
+            verdict_key(
+                self.roles.judge.model, self.prompts.version, stage, a.subject, a.rollout, opts.judge_temperature, opts.seed
+            )
+            for a in asks
+        ]
+        found: list[Verdict | None] = [None] * len(asks)
+        if cache is not None:
+            for i, entry in enumerate(await cache.get_many(keys)):
+                if entry is not None:
+                    found[i] = decode_verdict(entry, asks[i].criterion_id)
+            hits = sum(v is not None for v in found)
+            if hits:
+                ctx.usage.cache_hits["verdict"] = hits
+        missing = [i for i, v in enumerate(found) if v is None]
+        asked = await gather_bounded(
+            [ask_yes_no(ctx, asks[i].messages, asks[i].criterion_id, stage) for i in missing],
+            limit=opts.verdict_concurrency,
+        )
+        for i, verdict in zip(missing, asked):
+            found[i] = verdict
+        if cache is not None:
+            fresh = {keys[i]: encode_verdict(v) for i, v in zip(missing, asked) if v.met is not None}
+            if fresh:
+                await cache.set_many(fresh, self.ttls.verdict_s)
+        return found  # type: ignore[return-value]
+
+    async def _score_rubric(self, ctx: GroupContext, rubric: list[Criterion], cache: Cache | None) -> list[RolloutOutcome]:
+        # Rollout-major order: each rollout's criteria are asked back to back, sharing a prefix.
+        asks = [
+            _Ask(verdict_messages(ctx, rollout, c.text), c.id, c.text, rollout)
+            for rollout in ctx.group.rollouts
+            for c in rubric
+        ]
+        verdicts = await self._verdicts(ctx, asks, "verdict", cache)
+        n = len(rubric)
+        outcomes = []
+        for index in range(len(ctx.group.rollouts)):
+            mine = verdicts[index * n : (index + 1) * n]
+            reward = rubric_reward(rubric, mine)
+            outcome = RolloutOutcome(index=index, reward=reward, verdicts=mine)
+            if reward is None:
+                outcome.error = "verdict_failed: " + ", ".join(v.criterion_id for v in mine if v.met is None)
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _score_equivalence(self, ctx: GroupContext, reference: Reference, cache: Cache | None) -> list[RolloutOutcome]:
+        asks = [
+            _Ask(equivalence_messages(ctx, reference.text, rollout), EQUIVALENCE_ID, reference.text, rollout)
+            for rollout in ctx.group.rollouts
+        ]
+        verdicts = await self._verdicts(ctx, asks, "equivalence", cache)
+        outcomes = []
+        for index, verdict in enumerate(verdicts):
+            outcome = RolloutOutcome(index=index, reward=binary_reward(verdict.met), verdicts=[verdict])
+            if verdict.met is None:
+                outcome.error = f"verdict_failed: {verdict.error}"
+            outcomes.append(outcome)
+        return outcomes
+
+    # -- verifiable ---------------------------------------------------------------------------
     async def _score_verifiable(self, ctx: GroupContext, reference: Reference, flags: list[str]) -> list[RolloutOutcome]:
         extractors = ctx.options.answer_extractors
         if reference.answer is None and reference.aggregator != "majority":
@@ -129,37 +256,4 @@ class CaTPipeline:
                 outcome.reward = binary_reward(result.equivalent)
 
         await gather_bounded([check(o) for o in outcomes], limit=len(outcomes))
-        return outcomes
-
-    async def _score_rubric(self, ctx: GroupContext, rubric: list[Criterion]) -> list[RolloutOutcome]:
-        # Rollout-major order: each rollout's criteria are asked back to back, sharing a prefix.
-        jobs = [
-            ask_yes_no(ctx, verdict_messages(ctx, rollout, criterion.text), criterion.id, "verdict")
-            for rollout in ctx.group.rollouts
-            for criterion in rubric
-        ]
-        verdicts = await gather_bounded(jobs, limit=ctx.options.verdict_concurrency)
-        n = len(rubric)
-        outcomes = []
-        for index in range(len(ctx.group.rollouts)):
-            mine = verdicts[index * n : (index + 1) * n]
-            reward = rubric_reward(rubric, mine)
-            outcome = RolloutOutcome(index=index, reward=reward, verdicts=mine)
-            if reward is None:
-                outcome.error = "verdict_failed: " + ", ".join(v.criterion_id for v in mine if v.met is None)
-            outcomes.append(outcome)
-        return outcomes
-
-    async def _score_equivalence(self, ctx: GroupContext, reference: Reference) -> list[RolloutOutcome]:
-        jobs = [
-            ask_yes_no(ctx, equivalence_messages(ctx, reference.text, rollout), EQUIVALENCE_ID, "equivalence")
-            for rollout in ctx.group.rollouts
-        ]
-        verdicts = await gather_bounded(jobs, limit=ctx.options.verdict_concurrency)
-        outcomes = []
-        for index, verdict in enumerate(verdicts):
-            outcome = RolloutOutcome(index=index, reward=binary_reward(verdict.met), verdicts=[verdict])
-            if verdict.met is None:
-                outcome.error = f"verdict_failed: {verdict.error}"
-            outcomes.append(outcome)
         return outcomes

@@ -73,3 +73,13 @@ class Roles:
 
     anchor: LLMClient
     judge: LLMClient
+
+
+@runtime_checkable
+class Cache(Protocol):
+    """A key-value cache of JSON objects. Adapters namespace and version the keys, and turn
+    their own failures into misses: the engine never sees a cache error."""
+
+    async def get_many(self, keys: list[str]) -> list[dict | None]: ...
+
+    async def set_many(self, items: dict[str, dict], ttl_s: float) -> None: ...

@@ -32,6 +32,8 @@ class GroupOptions:
     rubric_attempts: int = 3
     verdict_attempts: int = 3
     verdict_concurrency: int = 64
+    use_cache: bool = True
+    reuse_rubric: bool = False  # reuse a prompt's rubric across steps (saves cost; the paper does not)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class Verdict:
     raw: str | None = None
     attempts: int = 1
     error: str | None = None
+    cached: bool = False
 
 
 @dataclass
@@ -97,6 +100,7 @@ class StageUsage:
 class Usage:
     stages: dict[str, StageUsage] = field(default_factory=dict)  # per LLM stage: summed over calls
     phases: dict[str, float] = field(default_factory=dict)  # wall time of each pipeline phase, seconds
+    cache_hits: dict[str, int] = field(default_factory=dict)  # reference, rubric, verdict
     total_latency_s: float = 0.0
 
     @property
@@ -123,7 +127,7 @@ class GroupOutcome:
     rollouts: list[RolloutOutcome]
     flags: list[str]
     usage: Usage
-    rubric_id: str | None
+    fingerprint: str
     anchor_model: str
     judge_model: str
     prompt_version: str

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from ...engine.concurrency import gather_bounded
-from ...engine.errors import CatError, InvalidGroup, LLMUnavailable
-from ...engine.types import Group
-from ...settings import Settings
+from fastapi import APIRouter, Header
+
 from ..deps import ServicesDep
-from ..errors import error_body
-from ..schemas import BatchItem, BatchRequest, BatchResponse, ErrorResponse, RewardRequest, RewardResponse
+from ..schemas import BatchRequest, BatchResponse, ErrorResponse, RewardRequest, RewardResponse
 
 router = APIRouter(tags=["rewards"])
 
@@ -19,24 +16,14 @@ ERROR_RESPONSES = {
     502: {"model": ErrorResponse, "description": "The anchor or judge produced unusable output."},
     503: {"model": ErrorResponse, "description": "The anchor or judge is unreachable; retry after `Retry-After`."},
 }
-
-
-def _to_group(request: RewardRequest, settings: Settings, prefix: str = "") -> Group:
-    if len(request.rollouts) > settings.max_rollouts:
-        raise InvalidGroup(
-            f"{len(request.rollouts)} rollouts exceed the limit of {settings.max_rollouts} per group (CAT_MAX_ROLLOUTS)",
-            param=f"{prefix}rollouts",
-        )
-    if request.reference is not None and request.options.aggregator not in (None, "given"):
-        raise InvalidGroup(
-            f"'reference' was sent but options.aggregator is {request.options.aggregator!r}; "
-            "drop one, or use aggregator 'given'",
-            param=f"{prefix}reference",
-        )
-    group = request.to_group(settings)
-    if group.options.min_criteria > group.options.max_criteria:
-        raise InvalidGroup("options.num_criteria exceeds options.max_criteria", param=f"{prefix}options.num_criteria")
-    return group
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Same key, same record: a retried call never writes a second audit record.",
+    ),
+]
 
 
 @router.post(
@@ -45,10 +32,8 @@ def _to_group(request: RewardRequest, settings: Settings, prefix: str = "") -> G
     responses=ERROR_RESPONSES,
     summary="Score one group of rollouts with CaT",
 )
-async def rewards(body: RewardRequest, services: ServicesDep) -> RewardResponse:
-    group = _to_group(body, services.settings)
-    outcome = await services.pipeline.score(group)
-    return RewardResponse.from_outcome(outcome)
+async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> RewardResponse:
+    return await services.rewards.score(body, idempotency_key)
 
 
 @router.post(
@@ -59,24 +44,7 @@ async def rewards(body: RewardRequest, services: ServicesDep) -> RewardResponse:
     description="Each group succeeds or fails on its own (`ok`, `error`), except when an LLM backend is "
     "unreachable: then the whole batch answers 503, so no group is silently dropped.",
 )
-async def rewards_batch(body: BatchRequest, services: ServicesDep) -> BatchResponse:
-    settings = services.settings
-    if len(body.groups) > settings.max_groups_per_batch:
-        raise InvalidGroup(
-            f"{len(body.groups)} groups exceed the limit of {settings.max_groups_per_batch} per batch "
-            "(CAT_MAX_GROUPS_PER_BATCH)",
-            param="groups",
-        )
-    groups = [_to_group(g, settings, prefix=f"groups.{i}.") for i, g in enumerate(body.groups)]
-
-    async def one(index: int, group: Group) -> BatchItem:
-        try:
-            outcome = await services.pipeline.score(group)
-        except LLMUnavailable:
-            raise
-        except CatError as exc:
-            return BatchItem(index=index, ok=False, error=error_body(exc))
-        return BatchItem(index=index, ok=True, result=RewardResponse.from_outcome(outcome))
-
-    results = await gather_bounded([one(i, g) for i, g in enumerate(groups)], limit=settings.batch_concurrency)
-    return BatchResponse(results=results)
+async def rewards_batch(
+    body: BatchRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
+) -> BatchResponse:
+    return await services.rewards.score_batch(body, idempotency_key)

@@ -1,0 +1,73 @@
+"""The audit history: GET /rubrics/{id} and GET /rubrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from ...rewarding import prompt_hash as hash_prompt
+from ...storage import StoreUnavailable
+from ..deps import ServicesDep
+from ..errors import HTTPProblem
+from ..schemas import ErrorResponse, RecordOut, RecordPage, RecordSummary
+
+router = APIRouter(tags=["history"])
+
+
+def _history(services):
+    if services.history is None:
+        raise HTTPProblem(404, "history_disabled", "this service runs without an audit history")
+    return services.history
+
+
+@router.get(
+    "/rubrics/{rubric_id}",
+    response_model=RecordOut,
+    responses={404: {"model": ErrorResponse, "description": "No record with this id."}},
+    summary="One scored group: prompt, rollouts, reference, criteria, every verdict, rewards, models",
+)
+async def get_rubric(rubric_id: str, services: ServicesDep) -> RecordOut:
+    try:
+        record = await _history(services).get(rubric_id)
+    except StoreUnavailable as exc:
+        raise HTTPProblem(503, "history_unavailable", f"the history database is unreachable: {exc}", retry_after=5) from exc
+    if record is None:
+        raise HTTPProblem(
+            404,
+            "not_found",
+            f"no record with id {rubric_id!r}; ids are the `record_id` (or `rubric_id`) of POST /rewards responses",
+            param="rubric_id",
+        )
+    return RecordOut.model_validate(record)
+
+
+@router.get(
+    "/rubrics",
+    response_model=RecordPage,
+    responses={
+        422: {"model": ErrorResponse, "description": "Bad filter or cursor."},
+        503: {"model": ErrorResponse, "description": "The history database is unreachable."},
+    },
+    summary="The history, newest first, paginated",
+)
+async def list_rubrics(
+    services: ServicesDep,
+    prompt: Annotated[str | None, Query(description="A plain-text prompt (hashed here).")] = None,
+    prompt_hash: Annotated[str | None, Query(description="`prompt_hash` from a reward response.")] = None,
+    run_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> RecordPage:
+    if prompt is not None and prompt_hash is not None:
+        raise HTTPProblem(422, "invalid_request", "give either prompt or prompt_hash, not both", param="prompt_hash")
+    wanted = hash_prompt(prompt) if prompt is not None else prompt_hash
+    try:
+        records, next_cursor = await _history(services).list(
+            prompt_hash=wanted, run_id=run_id, limit=limit, cursor=cursor
+        )
+    except ValueError as exc:
+        raise HTTPProblem(422, "invalid_request", f"invalid cursor: {exc}", param="cursor") from exc
+    except StoreUnavailable as exc:
+        raise HTTPProblem(503, "history_unavailable", f"the history database is unreachable: {exc}", retry_after=5) from exc
+    return RecordPage(items=[RecordSummary.from_record(r) for r in records], next_cursor=next_cursor)

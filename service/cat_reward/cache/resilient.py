@@ -1,0 +1,68 @@
+"""Wraps a cache so that its failures never fail a reward: a failed read is a miss, a failed
+write is skipped, each is counted (``cat_cache_errors_total``) and logged (at most once per
+cool-down). After a failure the backend is left alone for ``cooldown_s``, so a dead Redis
+costs one timeout per cool-down, not one per request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ..metrics import CACHE_ERRORS, CACHE_REQUESTS
+
+log = logging.getLogger(__name__)
+
+
+def _kind(key: str) -> str:
+    return key.split(":", 1)[0]
+
+
+class ResilientCache:
+    def __init__(self, inner, *, name: str = "cache", cooldown_s: float = 5.0) -> None:
+        self.inner = inner
+        self.name = name
+        self._cooldown_s = cooldown_s
+        self._down_until = 0.0
+        self.errors = 0
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        self.errors += 1
+        CACHE_ERRORS.labels(op=op).inc()
+        if self.available:
+            log.warning("%s %s failed (%r); serving without it for %.0f s", self.name, op, exc, self._cooldown_s)
+        self._down_until = time.monotonic() + self._cooldown_s
+
+    async def get_many(self, keys: list[str]) -> list[dict | None]:
+        if not keys:
+            return []
+        found: list[dict | None]
+        if not self.available:
+            found = [None] * len(keys)
+            for key in keys:
+                CACHE_REQUESTS.labels(kind=_kind(key), result="skipped").inc()
+            return found
+        try:
+            found = await self.inner.get_many(keys)
+        except Exception as exc:  # noqa: BLE001 - any cache failure degrades to a miss
+            self._failed("get", exc)
+            for key in keys:
+                CACHE_REQUESTS.labels(kind=_kind(key), result="error").inc()
+            return [None] * len(keys)
+        for key, value in zip(keys, found):
+            CACHE_REQUESTS.labels(kind=_kind(key), result="hit" if value is not None else "miss").inc()
+        return found
+
+    async def set_many(self, items: dict[str, dict], ttl_s: float) -> None:
+        if not items or not self.available:
+            return
+        try:
+            await self.inner.set_many(items, ttl_s)
+        except Exception as exc:  # noqa: BLE001
+            self._failed("set", exc)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

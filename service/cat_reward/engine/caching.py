@@ -1,0 +1,131 @@
+"""What the pipeline caches, and under which keys.
+
+- ``reference:<group fingerprint>`` -> the group's reference (and rubric, in rubric mode). The
+  fingerprint covers the prompt, the rollouts, the mode, the caller's reference, every option
+  that changes the result, both models and the prompt version: a retried request finds it, a
+  changed one cannot.
+- ``verdict:<hash>`` -> one judge verdict, keyed by (judge model, prompt version, stage,
+  criterion or reference, rollout, judge temperature, seed). Only usable verdicts are stored.
+- ``prompt-rubric:<hash>`` -> a prompt's reference and rubric, reused across training steps
+  when the caller opts in (``reuse_rubric``); keyed without the rollouts.
+
+Entries are plain JSON; one that does not decode is treated as a miss, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+
+from .types import Criterion, Group, Reference, Verdict
+
+# Options that change what a group's reference/rubric/rewards are (performance knobs are left out).
+_RESULT_OPTIONS = (
+    "aggregator",
+    "include_question",
+    "min_criteria",
+    "max_criteria",
+    "synthesis",
+    "rubric",
+    "judge_temperature",
+    "seed",
+    "answer_extractors",
+    "rubric_attempts",
+    "verdict_attempts",
+    "reuse_rubric",
+)
+_RUBRIC_OPTIONS = ("include_question", "min_criteria", "max_criteria", "synthesis", "rubric", "seed", "rubric_attempts")
+
+
+def _digest(payload: object) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _options(group: Group, names: tuple[str, ...]) -> dict:
+    full = asdict(group.options)
+    return {name: full[name] for name in names}
+
+
+def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_version: str) -> str:
+    return _digest(
+        {
+            "prompt": group.prompt,
+            "rollouts": group.rollouts,
+            "mode": group.mode,
+            "reference": group.reference,
+            "options": _options(group, _RESULT_OPTIONS),
+            "anchor_model": anchor_model,
+            "judge_model": judge_model,
+            "prompt_version": prompt_version,
+        }
+    )
+
+
+def reference_key(fingerprint: str) -> str:
+    return f"reference:{fingerprint}"
+
+
+def prompt_rubric_key(group: Group, anchor_model: str, prompt_version: str) -> str:
+    return "prompt-rubric:" + _digest(
+        {
+            "prompt": group.prompt,
+            "mode": group.mode,
+            "options": _options(group, _RUBRIC_OPTIONS),
+            "anchor_model": anchor_model,
+            "prompt_version": prompt_version,
+        }
+    )
+
+
+def verdict_key(
+    judge_model: str, prompt_version: str, stage: str, subject: str, rollout: str, temperature: float, seed: int | None
+) -> str:
+    return "verdict:" + _digest([judge_model, prompt_version, stage, subject, rollout, temperature, seed])
+
+
+def encode_reference(reference: Reference, rubric: list[Criterion], rubric_info: dict | None) -> dict:
+    return {
+        "reference": {
+            "text": reference.text,
+            "aggregator": reference.aggregator,
+            "answer": reference.answer,
+            "details": reference.details,
+        },
+        "rubric": [asdict(c) for c in rubric],
+        "rubric_info": rubric_info,
+    }
+
+
+def decode_reference(entry: dict) -> tuple[Reference, list[Criterion], dict | None] | None:
+    try:
+        ref = entry["reference"]
+        reference = Reference(
+            text=str(ref["text"]), aggregator=ref["aggregator"], answer=ref["answer"], details=dict(ref["details"])
+        )
+        rubric = [Criterion(id=str(c["id"]), text=str(c["text"]), weight=float(c["weight"])) for c in entry["rubric"]]
+        return reference, rubric, entry.get("rubric_info")
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def encode_verdict(verdict: Verdict) -> dict:
+    return {"met": verdict.met, "p_yes": verdict.p_yes, "raw": verdict.raw, "attempts": verdict.attempts}
+
+
+def decode_verdict(entry: dict, criterion_id: str) -> Verdict | None:
+    try:
+        met = entry["met"]
+        if not isinstance(met, bool):
+            return None
+        p = entry.get("p_yes")
+        return Verdict(
+            criterion_id=criterion_id,
+            met=met,
+            p_yes=None if p is None else float(p),
+            raw=entry.get("raw"),
+            attempts=int(entry.get("attempts", 1)),
+            cached=True,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

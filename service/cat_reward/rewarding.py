@@ -1,0 +1,119 @@
+"""The application service behind the routes: request -> engine group -> scored outcome ->
+response, recorded in the audit history before the response leaves.
+
+A record's id is derived from the group's fingerprint, its metadata and the caller's
+Idempotency-Key, so a retried request lands on the same record (and, through the cache, on the
+same rubric and rewards) instead of writing a second one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timezone
+
+from .api.schemas import BatchItem, BatchRequest, BatchResponse, ErrorBody, RewardRequest, RewardResponse
+from .engine.concurrency import gather_bounded
+from .engine.errors import CatError, InvalidGroup, LLMUnavailable
+from .engine.pipeline import CaTPipeline
+from .engine.types import Group
+from .metrics import HISTORY_WRITE_ERRORS, OUTBOX_DEPTH
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def prompt_hash(prompt) -> str:
+    canonical = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def record_id(fingerprint: str, metadata: dict | None, idempotency_key: str | None) -> str:
+    payload = json.dumps([fingerprint, metadata, idempotency_key], sort_keys=True, separators=(",", ":"))
+    return "rb_" + hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+class RewardService:
+    def __init__(self, settings: Settings, pipeline: CaTPipeline, history=None) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.history = history
+
+    def to_group(self, request: RewardRequest, prefix: str = "") -> Group:
+        settings = self.settings
+        if len(request.rollouts) > settings.max_rollouts:
+            raise InvalidGroup(
+                f"{len(request.rollouts)} rollouts exceed the limit of {settings.max_rollouts} per group (CAT_MAX_ROLLOUTS)",
+                param=f"{prefix}rollouts",
+            )
+        if request.reference is not None and request.options.aggregator not in (None, "given"):
+            raise InvalidGroup(
+                f"'reference' was sent but options.aggregator is {request.options.aggregator!r}; "
+                "drop one, or use aggregator 'given'",
+                param=f"{prefix}reference",
+            )
+        group = request.to_group(settings)
+        if group.options.min_criteria > group.options.max_criteria:
+            raise InvalidGroup("options.num_criteria exceeds options.max_criteria", param=f"{prefix}options.num_criteria")
+        return group
+
+    async def score(self, request: RewardRequest, idempotency_key: str | None = None, *, group: Group | None = None) -> RewardResponse:
+        group = group or self.to_group(request)
+        outcome = await self.pipeline.score(group)
+        metadata = request.metadata.model_dump() if request.metadata else None
+        rid = record_id(outcome.fingerprint, metadata, idempotency_key)
+        response = RewardResponse.from_outcome(outcome, record_id=rid, prompt_hash=prompt_hash(group.prompt))
+        await self._record(request, response, metadata)
+        return response
+
+    async def _record(self, request: RewardRequest, response: RewardResponse, metadata: dict | None) -> None:
+        if self.history is None:
+            return
+        record = {
+            "id": response.record_id,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+            "prompt_hash": response.prompt_hash,
+            "mode": response.mode,
+            "run_id": (metadata or {}).get("run_id"),
+            "step": (metadata or {}).get("step"),
+            "group_id": (metadata or {}).get("group_id"),
+            "anchor_model": response.provenance.anchor_model,
+            "judge_model": response.provenance.judge_model,
+            "prompt_version": response.provenance.prompt_version,
+            "request": request.model_dump(mode="json"),
+            "result": response.model_dump(mode="json"),
+        }
+        try:
+            await self.history.record(record)
+        except Exception:  # noqa: BLE001 - the rewards still go out, flagged
+            HISTORY_WRITE_ERRORS.inc()
+            log.exception("could not record %s even in the outbox", response.record_id)
+            response.flags.append("history_unavailable")
+        else:
+            OUTBOX_DEPTH.set(self.history.outbox_depth())
+
+    async def score_batch(self, batch: BatchRequest, idempotency_key: str | None = None) -> BatchResponse:
+        settings = self.settings
+        if len(batch.groups) > settings.max_groups_per_batch:
+            raise InvalidGroup(
+                f"{len(batch.groups)} groups exceed the limit of {settings.max_groups_per_batch} per batch "
+                "(CAT_MAX_GROUPS_PER_BATCH)",
+                param="groups",
+            )
+        groups = [self.to_group(g, prefix=f"groups.{i}.") for i, g in enumerate(batch.groups)]
+
+        async def one(index: int, request: RewardRequest, group: Group) -> BatchItem:
+            key = f"{idempotency_key}#{index}" if idempotency_key else None
+            try:
+                result = await self.score(request, key, group=group)
+            except LLMUnavailable:
+                raise
+            except CatError as exc:
+                return BatchItem(index=index, ok=False, error=ErrorBody.from_error(exc))
+            return BatchItem(index=index, ok=True, result=result)
+
+        items = await gather_bounded(
+            [one(i, r, g) for i, (r, g) in enumerate(zip(batch.groups, groups))], limit=settings.batch_concurrency
+        )
+        return BatchResponse(results=items)
