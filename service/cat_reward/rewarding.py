@@ -13,7 +13,19 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from .api.schemas import BatchItem, BatchRequest, BatchResponse, ErrorBody, RewardRequest, RewardResponse
+from .api.schemas import (
+    BatchItem,
+    BatchRequest,
+    BatchResponse,
+    ErrorBody,
+    GroupStatus,
+    RewardRequest,
+    RewardResponse,
+    SamplesRequest,
+    SamplesResponse,
+)
+from .assembly import GroupAssembler
+from .assembly import SampleIn as AssemblySample
 from .engine.concurrency import gather_bounded
 from .engine.errors import CatError, InvalidGroup, LLMUnavailable
 from .engine.pipeline import CaTPipeline
@@ -117,3 +129,78 @@ class RewardService:
             [one(i, r, g) for i, (r, g) in enumerate(zip(batch.groups, groups))], limit=settings.batch_concurrency
         )
         return BatchResponse(results=items)
+
+
+def group_key(request: SamplesRequest) -> str:
+    """An explicit group id, or the prompt + the caller's step + the mode."""
+    if request.group.id is not None:
+        return "id:" + hashlib.sha256(request.group.id.encode()).hexdigest()[:32]
+    payload = json.dumps([request.prompt if isinstance(request.prompt, str) else [m.model_dump() for m in request.prompt],
+                          request.group.step, request.mode], sort_keys=True)
+    return "prompt:" + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+class SampleService:
+    """POST /rewards/samples: assemble groups from per-sample requests, score each group once."""
+
+    def __init__(self, settings: Settings, rewards: RewardService, store) -> None:
+        self.settings = settings
+        self.rewards = rewards
+        self.assembler = GroupAssembler(
+            store,
+            self._score,
+            _error_of,
+            ttl_s=settings.group_ttl_s,
+            lease_s=settings.group_scoring_lease_s,
+        )
+
+    async def _score(self, spec: dict, rollouts: list[str]) -> dict:
+        request = RewardRequest.model_validate({**spec["request"], "rollouts": rollouts})
+        response = await self.rewards.score(request, idempotency_key=spec["key"])
+        return response.model_dump(mode="json")
+
+    async def submit(self, request: SamplesRequest, idempotency_key: str | None = None) -> SamplesResponse:
+        size = request.group.size
+        if size > self.settings.max_rollouts:
+            raise InvalidGroup(
+                f"group size {size} exceeds the limit of {self.settings.max_rollouts} (CAT_MAX_ROLLOUTS)", param="group.size"
+            )
+        bad = [s.index for s in request.samples if s.index is not None and s.index >= size]
+        if bad:
+            raise InvalidGroup(f"sample index {bad[0]} is outside a group of size {size}", param="samples")
+        # Validate the group-level fields now, with a stand-in rollout, so bad options fail fast.
+        self.rewards.to_group(request.group_request([s.rollout for s in request.samples]))
+        key = group_key(request)
+        group_request = request.model_dump(mode="json", exclude={"samples", "group"})
+        if request.group.id is not None:
+            metadata = group_request.get("metadata") or {}
+            if metadata.get("group_id") is None:
+                group_request["metadata"] = {**metadata, "group_id": request.group.id}
+        spec = {"key": key, "request": group_request}
+        min_size = min(request.group.min_size or self.settings.group_min_samples, size)
+        assembled = await self.assembler.submit(
+            key,
+            spec,
+            size,
+            [AssemblySample(rollout=s.rollout, index=s.index) for s in request.samples],
+            deadline_s=request.group.deadline_s or self.settings.group_deadline_s,
+            min_size=min_size,
+            idempotency_key=idempotency_key,
+        )
+        result = RewardResponse.model_validate(assembled.payload)
+        return SamplesResponse(
+            rewards=[result.rewards[p] for p in assembled.positions],
+            indices=assembled.indices,
+            details=[result.details[p] for p in assembled.positions],
+            group=GroupStatus(
+                key=key, size=size, scored=len(assembled.scored_indices), partial=len(assembled.scored_indices) < size
+            ),
+            result=result,
+        )
+
+
+def _error_of(exc: BaseException):
+    if isinstance(exc, CatError):
+        body = ErrorBody.from_error(exc)
+        return body.status or 500, body.model_dump(exclude_none=True)
+    return None

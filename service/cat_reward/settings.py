@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     rubric_reuse_ttl_s: float = Field(default=3600, gt=0, description="How long a reused prompt rubric lives.")
     memory_cache_max_entries: int = Field(default=100_000, ge=1, description="Size of the in-process cache.")
 
+    # --- group assembly (per-sample senders) ----------------------------------------------
+    group_deadline_s: float = Field(default=120.0, gt=0, description="How long a group waits for its samples, from its first.")
+    group_min_samples: int = Field(default=2, ge=1, description="Fewest samples scored when the deadline passes.")
+    group_ttl_s: float = Field(default=3600.0, gt=0, description="How long an assembled group and its result are kept.")
+    group_scoring_lease_s: float = Field(default=600.0, gt=0, description="A scorer that holds a group longer is presumed dead.")
+
     # --- history (SQL) ---------------------------------------------------------------------
     data_dir: Path = Field(
         default=Path.home() / ".local" / "share" / "cat-reward",

@@ -13,7 +13,8 @@ from .cache import MemoryCache, RedisCache, ResilientCache, key_namespace
 from .engine.pipeline import CacheTTLs, CaTPipeline
 from .engine.ports import AnswerChecker, Roles
 from .engine.prompts import load_prompt_set
-from .rewarding import RewardService
+from .assembly import MemoryAssemblyStore, RedisAssemblyStore
+from .rewarding import RewardService, SampleService
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class Services:
     checker: AnswerChecker
     pipeline: CaTPipeline
     rewards: RewardService
+    samples: SampleService
     cache: ResilientCache | None = None
     history: object | None = None
     _closers: list = field(default_factory=list)
@@ -114,12 +116,19 @@ async def open_services(
             rubric_reuse_s=settings.rubric_reuse_ttl_s,
         ),
     )
+    rewards = RewardService(settings, pipeline, history)
+    if settings.redis_url:
+        assembly_store = RedisAssemblyStore(settings.redis_url, key_namespace(settings.cache_prefix))
+    else:
+        assembly_store = MemoryAssemblyStore()
+    closers.append(assembly_store.aclose)
     return Services(
         settings=settings,
         roles=roles,
         checker=checker,
         pipeline=pipeline,
-        rewards=RewardService(settings, pipeline, history),
+        rewards=rewards,
+        samples=SampleService(settings, rewards, assembly_store),
         cache=cache,
         history=history,
         _closers=closers,

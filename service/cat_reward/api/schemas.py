@@ -16,6 +16,14 @@ AggregatorName = Literal["synthesis", "majority", "given"]
 ExtractorName = Literal["boxed", "answer_is", "last_number"]
 
 
+def _check_prompt(value):
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("prompt must not be empty")
+    if isinstance(value, list) and not value:
+        raise ValueError("prompt must hold at least one message")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -74,11 +82,7 @@ class RewardRequest(_Strict):
     @field_validator("prompt")
     @classmethod
     def _prompt_not_empty(cls, value):
-        if isinstance(value, str) and not value.strip():
-            raise ValueError("prompt must not be empty")
-        if isinstance(value, list) and not value:
-            raise ValueError("prompt must hold at least one message")
-        return value
+        return _check_prompt(value)
 
     def to_group(self, settings: Settings) -> Group:
         o = self.options
@@ -121,6 +125,65 @@ class RewardRequest(_Strict):
             reference=self.reference,
             options=options,
         )
+
+
+class GroupSpec(_Strict):
+    """Which group the samples belong to, and how big it will be."""
+
+    id: str | None = Field(
+        default=None, max_length=200, description="Explicit group key (e.g. verl's uid). Default: the prompt + step + mode."
+    )
+    step: int | None = Field(default=None, ge=0, description="The trainer's step; part of the default group key.")
+    size: int = Field(ge=1, description="How many samples the group will have (G).")
+    min_size: int | None = Field(default=None, ge=1, description="Fewest samples to score at the deadline (default CAT_GROUP_MIN_SAMPLES).")
+    deadline_s: float | None = Field(default=None, gt=0, le=3600, description="Wait at most this long from the group's first sample.")
+
+
+class SampleIn(_Strict):
+    rollout: str
+    index: int | None = Field(default=None, ge=0, description="Position in the group; default: the next free one.")
+
+
+class SamplesRequest(_Strict):
+    """One sample, or part of a group, of a prompt whose G rollouts arrive separately."""
+
+    prompt: str | list[ChatMessage]
+    samples: list[SampleIn] = Field(min_length=1)
+    group: GroupSpec
+    mode: Mode | None = None
+    reference: str | None = None
+    options: RewardOptions = Field(default_factory=RewardOptions)
+    metadata: RequestMetadata | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_empty(cls, value):
+        return _check_prompt(value)
+
+    def group_request(self, rollouts: list[str]) -> RewardRequest:
+        return RewardRequest(
+            prompt=self.prompt,
+            rollouts=rollouts,
+            mode=self.mode,
+            reference=self.reference,
+            options=self.options,
+            metadata=self.metadata,
+        )
+
+
+class GroupStatus(BaseModel):
+    key: str
+    size: int
+    scored: int = Field(description="How many samples the group was scored with (fewer than size: a partial group).")
+    partial: bool
+
+
+class SamplesResponse(BaseModel):
+    rewards: list[float | None] = Field(description="One reward per sample sent, in order.")
+    indices: list[int] = Field(description="Each sample's index in the group.")
+    details: list[RolloutDetail]
+    group: GroupStatus
+    result: RewardResponse = Field(description="The whole group's result (reference, rubric, all rewards).")
 
 
 class BatchRequest(_Strict):
