@@ -19,3 +19,13 @@ ASSEMBLY_WAIT_SECONDS = Histogram(
     "Time a per-sample request waited for its group to be scored.",
     buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
+GROUPS_SCORED = Counter("cat_groups_scored_total", "Groups scored, by mode.", ["mode"])
+ZERO_VARIANCE_GROUPS = Counter(
+    "cat_zero_variance_groups_total", "Groups whose rewards were all equal (no GRPO advantage), by mode.", ["mode"]
+)
+DISCRIMINATING_CRITERIA = Histogram(
+    "cat_discriminating_criteria",
+    "Criteria per rubric group met by some rollouts but not all.",
+    buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 16),
+)
+RUBRIC_REGENERATIONS = Counter("cat_rubric_regenerations_total", "Flat rubrics regenerated for discriminating criteria.")

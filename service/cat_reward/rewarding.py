@@ -30,10 +30,29 @@ from .engine.concurrency import gather_bounded
 from .engine.errors import CatError, InvalidGroup, LLMUnavailable
 from .engine.pipeline import CaTPipeline
 from .engine.types import Group
-from .metrics import HISTORY_WRITE_ERRORS, OUTBOX_DEPTH
+from .metrics import (
+    DISCRIMINATING_CRITERIA,
+    GROUPS_SCORED,
+    HISTORY_WRITE_ERRORS,
+    OUTBOX_DEPTH,
+    RUBRIC_REGENERATIONS,
+    ZERO_VARIANCE_GROUPS,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def _observe(outcome) -> None:
+    """Signal metrics: the share of zero-variance groups is zero_variance / scored."""
+    GROUPS_SCORED.labels(mode=outcome.mode).inc()
+    diagnostics = outcome.diagnostics
+    if diagnostics.zero_variance:
+        ZERO_VARIANCE_GROUPS.labels(mode=outcome.mode).inc()
+    if diagnostics.discriminating_criteria is not None:
+        DISCRIMINATING_CRITERIA.observe(diagnostics.discriminating_criteria)
+    if diagnostics.regenerated and not outcome.usage.cache_hits.get("rubric"):
+        RUBRIC_REGENERATIONS.inc()
 
 
 def prompt_hash(prompt) -> str:
@@ -73,6 +92,7 @@ class RewardService:
     async def score(self, request: RewardRequest, idempotency_key: str | None = None, *, group: Group | None = None) -> RewardResponse:
         group = group or self.to_group(request)
         outcome = await self.pipeline.score(group)
+        _observe(outcome)
         metadata = request.metadata.model_dump() if request.metadata else None
         rid = record_id(outcome.fingerprint, metadata, idempotency_key)
         response = RewardResponse.from_outcome(outcome, record_id=rid, prompt_hash=prompt_hash(group.prompt))

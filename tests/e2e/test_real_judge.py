@@ -253,3 +253,68 @@ def test_history_survives_a_restart(judge_url, tmp_path):
         assert (tmp_path / "data" / "history.sqlite3").exists()
     finally:
         _stop(process)
+
+
+def test_scrl_labels(http):
+    body = {
+        "prompt": PROMPT,
+        "rollouts": ROLLOUTS + ["\\boxed{42}", "no idea"],
+        "mode": "verifiable",
+        "options": {"aggregator": "scrl"},
+        "token_logprobs": [[-0.2, -0.4]] * 4 + [[-1.5, -2.5]],
+    }
+    data = http.post("/rewards", json=body).json()
+    # 42 has 3/5 and leads 52 (1/5) by 0.4: positive; 52's share 0.2 is not below 0.15: neutral.
+    assert data["rewards"] == [1.0, 1.0, 0.0, 1.0, -1.0]
+    assert data["reference_details"]["entropy_gate"] == "on"
+    assert data["usage"]["llm_calls"] == 0
+
+
+def test_supplied_healthbench_rubric(http):
+    body = {
+        "prompt": [{"role": "user", "content": "I have had a fever since yesterday. What should I do?"}],
+        "rollouts": [
+            "Rest, drink plenty of fluids, and see a doctor if it lasts more than three days.",
+            "Take antibiotics right away.",
+        ],
+        "rubric": [
+            {"criterion": "Advises drinking fluids.", "points": 3, "tags": ["axis:completeness"]},
+            {"criterion": "Advises seeing a doctor if the fever persists.", "points": 5},
+            {"criterion": "Recommends antibiotics without a prescription.", "points": -4},
+        ],
+    }
+    response = http.post("/rewards", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["aggregator"] == "none"
+    assert "synthesis" not in data["usage"]["stages"] and "rubric" not in data["usage"]["stages"]
+    assert data["usage"]["stages"]["verdict"]["calls"] >= 6
+    for detail in data["details"]:
+        if detail["reward"] is not None:
+            met_points = sum(c["weight"] for c, v in zip(data["rubric"], detail["verdicts"]) if v["met"])
+            assert detail["reward"] == pytest.approx(min(1.0, max(0.0, met_points / 8)))
+    assert [c["source"] for c in data["rubric"]] == ["caller"] * 3
+    assert len(data["diagnostics"]["criteria"]) == 3
+
+
+def test_self_proposed_and_supplied_side_by_side_with_regeneration(http):
+    body = {
+        "prompt": "Give one tip for sleeping better.",
+        "rollouts": ["Keep a regular bedtime.", "Avoid caffeine in the evening.", "Keep the bedroom dark and cool."],
+        "rubric": [{"criterion": "Gives a concrete, actionable tip.", "points": 1}],
+        "options": {**FAST, "rubric_source": "both", "regenerate_flat_rubric": True},
+    }
+    response = http.post("/rewards", json=body)
+    if response.status_code == 502:
+        pytest.skip("the small anchor failed to write a rubric this time (an explicit 502)")
+    assert response.status_code == 200, response.text
+    data = response.json()
+    check_common(data, 3)
+    assert {c["source"] for c in data["rubric"]} == {"anchor"}
+    assert len(data["supplied"]["rewards"]) == 3 and data["supplied"]["rubric"][0]["source"] == "caller"
+    diagnostics = data["diagnostics"]
+    assert diagnostics["discriminating_criteria"] == sum(c["discriminating"] for c in diagnostics["criteria"])
+    # Regeneration fires only on a flat first rubric; either way the record says which happened.
+    assert diagnostics["regenerated"] == bool(data["reference_details"]["rubric"].get("regenerated"))
+    if diagnostics["regenerated"]:
+        assert data["usage"]["stages"]["rubric"]["calls"] >= 2

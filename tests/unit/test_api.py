@@ -208,3 +208,52 @@ def test_openapi_json_is_current():
     generated = json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True) + "\n"
     committed = (ROOT / "openapi.json").read_text()
     assert committed == generated, "openapi.json is stale: run `cat-reward openapi` and commit it"
+
+
+async def test_supplied_rubric_and_diagnostics_over_http(make_client):
+    client = await make_client()
+    body = {
+        "prompt": "I have a fever.",
+        "rollouts": ["rest and fluids", "see a doctor"],
+        "rubric": [
+            {"criterion": "Mentions drinking fluids.", "points": 2, "tags": ["axis:accuracy"]},
+            {"criterion": "Recommends antibiotics without a prescription.", "points": -4},
+        ],
+    }
+    response = await client.post("/rewards", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["aggregator"] == "none" and data["reference"] == ""
+    assert [(c["id"], c["source"], c["weight"]) for c in data["rubric"]] == [("s1", "caller", 2.0), ("s2", "caller", -4.0)]
+    assert data["rubric"][0]["tags"] == ["axis:accuracy"]
+    # The scripted judge says yes to everything: (2 - 4) / 2 clipped to 0 for both.
+    assert data["rewards"] == [0.0, 0.0]
+    assert data["diagnostics"]["zero_variance"] is True and "zero_variance" in data["flags"]
+    assert [c["met"] for c in data["diagnostics"]["criteria"]] == [2, 2]
+    assert "synthesis" not in data["usage"]["stages"]
+
+    both = await client.post("/rewards", json={**body, "options": {"rubric_source": "both"}})
+    assert both.status_code == 200, both.text
+    assert len(both.json()["rubric"]) == 5 and both.json()["supplied"]["rewards"] == [0.0, 0.0]
+
+    zero = await client.post("/rewards", json={**body, "rubric": [{"criterion": "x", "points": 0}]})
+    assert zero.status_code == 422 and zero.json()["error"]["param"] == "rubric.0.points"
+    no_rubric = await client.post("/rewards", json={**BODY, "options": {"rubric_source": "supplied"}})
+    assert no_rubric.status_code == 422 and no_rubric.json()["error"]["param"] == "rubric"
+
+
+async def test_scrl_over_http(make_client):
+    client = await make_client()
+    body = {
+        "prompt": "2 + 3?",
+        "rollouts": ["\\boxed{5}", "\\boxed{5}", "\\boxed{5}", "\\boxed{5}", "\\boxed{5}", "\\boxed{4}", "\\boxed{4}", "no"],
+        "mode": "verifiable",
+        "options": {"aggregator": "scrl"},
+        "token_logprobs": [[-0.5, -0.7]] * 7 + [[-2.0]],
+    }
+    response = await client.post("/rewards", json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["rewards"] == [1.0] * 5 + [0.0, 0.0, -1.0]
+    assert data["reference_details"]["entropy_gate"] == "on"
+    assert data["usage"]["llm_calls"] == 0

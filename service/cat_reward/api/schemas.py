@@ -8,11 +8,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.types import Group, GroupOptions, GroupOutcome, Sampling
+from ..engine.types import Criterion, Diagnostics, Group, GroupOptions, GroupOutcome, Sampling, ScrlThresholds
 from ..settings import Settings
 
 Mode = Literal["rubric", "verifiable", "judge"]
-AggregatorName = Literal["synthesis", "majority", "given"]
+AggregatorName = Literal["synthesis", "majority", "given", "scrl", "none"]
+RubricSource = Literal["anchor", "supplied", "both"]
 ExtractorName = Literal["boxed", "answer_is", "last_number"]
 
 
@@ -44,7 +45,9 @@ class RewardOptions(_Strict):
 
     aggregator: AggregatorName | None = Field(
         default=None,
-        description="Reference estimator. Default: 'given' when `reference` is sent, else the service default ('synthesis').",
+        description="Reference estimator: synthesis (CaT), majority (TTRL), scrl (selective pseudo-labels, verifiable "
+        "mode; rewards +1/0/-1), given (the caller's `reference`), none (only with a supplied rubric). Default: 'given' "
+        "when `reference` is sent, 'none' when only a supplied rubric is scored, else the service default.",
     )
     include_question: bool | None = Field(default=None, description="Show the prompt to the anchor (paper: off).")
     num_criteria: int | None = Field(default=None, ge=1, le=64, description="Fewest rubric criteria (at least 5 by default).")
@@ -57,6 +60,19 @@ class RewardOptions(_Strict):
         default=None, min_length=1, description="Final-answer extractors in order (verifiable mode)."
     )
     cache: bool | None = Field(default=None, description="Use the cache for this group (default: on).")
+    rubric_source: RubricSource | None = Field(
+        default=None,
+        description="anchor: self-proposed rubric; supplied: the request's `rubric`; both: both, side by side "
+        "(`rewards` from the self-proposed one, `supplied` from the caller's). Default: supplied when `rubric` is sent.",
+    )
+    regenerate_flat_rubric: bool | None = Field(
+        default=None,
+        description="When no self-proposed criterion separates the rollouts (each met by all or by none), ask the "
+        "anchor once more for discriminating criteria. Default off; `diagnostics.regenerated` says if it fired.",
+    )
+    scrl_min_share: float | None = Field(default=None, gt=0, le=1, description="SCRL: share a positive label needs (0.5).")
+    scrl_margin: float | None = Field(default=None, ge=0, le=1, description="SCRL: lead over the runner-up it needs (0.15).")
+    scrl_negative_share: float | None = Field(default=None, ge=0, le=1, description="SCRL: share below which an answer may be negative (0.15).")
     reuse_rubric: bool | None = Field(
         default=None, description="Reuse this prompt's rubric from an earlier step within the TTL (default: off, as in the paper)."
     )
@@ -71,11 +87,33 @@ class RequestMetadata(_Strict):
     tags: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Free tags.")
 
 
+class RubricItem(_Strict):
+    """One criterion of a caller-supplied rubric, in HealthBench's format."""
+
+    criterion: str = Field(min_length=1, max_length=2000)
+    points: float = Field(default=1.0, description="Negative for an undesirable behaviour ('met' = it happened).")
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("points")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0 or value != value:
+            raise ValueError("points must be a non-zero number")
+        return value
+
+
 class RewardRequest(_Strict):
     prompt: str | list[ChatMessage] = Field(description="The prompt: plain text or chat messages.")
     rollouts: list[str] = Field(min_length=1, description="The G rollouts of this prompt, in order.")
     mode: Mode | None = Field(default=None, description="Reward mode. Default: the service's (rubric).")
     reference: str | None = Field(default=None, description="A caller-supplied reference (aggregator 'given').")
+    rubric: list[RubricItem] | None = Field(
+        default=None, min_length=1, max_length=64, description="A caller-supplied rubric, scored as HealthBench does."
+    )
+    token_logprobs: list[list[float]] | None = Field(
+        default=None,
+        description="Per rollout, the logprobs of its sampled tokens: SCRL's entropy gate uses them.",
+    )
     options: RewardOptions = Field(default_factory=RewardOptions)
     metadata: RequestMetadata | None = Field(default=None, description="Run, step, group and tags, kept in the history.")
 
@@ -86,10 +124,15 @@ class RewardRequest(_Strict):
 
     def to_group(self, settings: Settings) -> Group:
         o = self.options
+        rubric_source = o.rubric_source or ("supplied" if self.rubric else "anchor")
         if o.aggregator is not None:
             aggregator = o.aggregator
+        elif self.reference is not None:
+            aggregator = "given"
+        elif rubric_source == "supplied":
+            aggregator = "none"
         else:
-            aggregator = "given" if self.reference is not None else settings.default_aggregator
+            aggregator = settings.default_aggregator
         min_criteria = o.num_criteria if o.num_criteria is not None else settings.min_criteria
         max_criteria = o.max_criteria if o.max_criteria is not None else max(settings.max_criteria, min_criteria)
 
@@ -116,7 +159,20 @@ class RewardRequest(_Strict):
             verdict_concurrency=settings.verdict_concurrency,
             use_cache=settings.cache_enabled if o.cache is None else o.cache,
             reuse_rubric=settings.reuse_rubric if o.reuse_rubric is None else o.reuse_rubric,
+            rubric_source=rubric_source,
+            regenerate_flat_rubric=bool(o.regenerate_flat_rubric),
+            scrl=ScrlThresholds(
+                min_share=o.scrl_min_share if o.scrl_min_share is not None else 0.5,
+                margin=o.scrl_margin if o.scrl_margin is not None else 0.15,
+                negative_share=o.scrl_negative_share if o.scrl_negative_share is not None else 0.15,
+            ),
         )
+        rubric = None
+        if self.rubric:
+            rubric = tuple(
+                Criterion(id=f"s{i + 1}", text=item.criterion, weight=item.points, source="caller", tags=tuple(item.tags))
+                for i, item in enumerate(self.rubric)
+            )
         prompt = self.prompt if isinstance(self.prompt, str) else [m.model_dump() for m in self.prompt]
         return Group(
             prompt=prompt,
@@ -124,6 +180,8 @@ class RewardRequest(_Strict):
             mode=self.mode or settings.default_mode,
             reference=self.reference,
             options=options,
+            rubric=rubric,
+            token_logprobs=tuple(tuple(lps) for lps in self.token_logprobs) if self.token_logprobs is not None else None,
         )
 
 
@@ -196,7 +254,13 @@ class BatchRequest(_Strict):
 class CriterionOut(BaseModel):
     id: str
     text: str
-    weight: float = 1.0
+    weight: float = Field(default=1.0, description="Points; negative for an undesirable behaviour.")
+    source: Literal["anchor", "caller"] = Field(default="anchor", description="Who wrote it: the anchor or the caller.")
+    tags: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, c: Criterion) -> CriterionOut:
+        return cls(id=c.id, text=c.text, weight=c.weight, source=c.source, tags=list(c.tags))
 
 
 class VerdictOut(BaseModel):
@@ -219,6 +283,33 @@ class RolloutDetail(BaseModel):
     error: str | None = Field(default=None, description="Why the reward is null, when it is.")
 
 
+class CriterionSignalOut(BaseModel):
+    criterion_id: str
+    met: int = Field(description="Rollouts that met it.")
+    judged: int = Field(description="Rollouts with a usable verdict on it.")
+    discriminating: bool = Field(description="Met by some but not all: it can move rewards within the group.")
+
+
+class DiagnosticsOut(BaseModel):
+    reward_mean: float | None
+    reward_std: float | None
+    zero_variance: bool = Field(description="All computed rewards equal: no GRPO advantage from this group.")
+    criteria: list[CriterionSignalOut] = Field(default_factory=list)
+    discriminating_criteria: int | None = None
+    regenerated: bool = Field(default=False, description="The rubric was regenerated for discriminating criteria.")
+
+    @classmethod
+    def of(cls, d: Diagnostics) -> DiagnosticsOut:
+        return cls(
+            reward_mean=d.reward_mean,
+            reward_std=d.reward_std,
+            zero_variance=d.zero_variance,
+            criteria=[CriterionSignalOut(**s.__dict__) for s in d.criteria],
+            discriminating_criteria=d.discriminating_criteria,
+            regenerated=d.regenerated,
+        )
+
+
 class StageUsageOut(BaseModel):
     calls: int
     prompt_tokens: int
@@ -233,6 +324,30 @@ class UsageOut(BaseModel):
     latency_ms: dict[str, float] = Field(description="Wall time by pipeline phase (reference, rubric, scoring) and total.")
     stages: dict[str, StageUsageOut] = Field(description="LLM usage by stage (synthesis, rubric, verdict, equivalence).")
     cache_hits: dict[str, int] = Field(default_factory=dict, description="Entries served from the cache: reference, rubric, verdict.")
+
+
+def _details(rollouts) -> list[RolloutDetail]:
+    return [
+        RolloutDetail(
+            index=r.index,
+            reward=r.reward,
+            verdicts=[VerdictOut(**v.__dict__) for v in r.verdicts],
+            extracted_answer=r.extracted_answer,
+            extractor=r.extractor,
+            flags=r.flags,
+            error=r.error,
+        )
+        for r in rollouts
+    ]
+
+
+class SuppliedRubricResult(BaseModel):
+    """The caller's rubric scored beside the self-proposed one (rubric_source "both")."""
+
+    rewards: list[float | None]
+    rubric: list[CriterionOut]
+    details: list[RolloutDetail]
+    diagnostics: DiagnosticsOut
 
 
 class Provenance(BaseModel):
@@ -253,7 +368,15 @@ class RewardResponse(BaseModel):
     prompt_hash: str = Field(description="sha256 of the prompt, to filter GET /rubrics.")
     rubric: list[CriterionOut] = Field(default_factory=list)
     details: list[RolloutDetail]
-    flags: list[str] = Field(default_factory=list, description="Group-level flags, e.g. reference_no_answer.")
+    flags: list[str] = Field(
+        default_factory=list,
+        description="Group-level flags: reference_no_answer, incomplete_rewards, zero_variance, rubric_reused, "
+        "reference_truncated, scrl_no_positive_label, entropy_gate_off, history_unavailable.",
+    )
+    diagnostics: DiagnosticsOut = Field(description="Learning-signal diagnostics of the rewards and criteria.")
+    supplied: SuppliedRubricResult | None = Field(
+        default=None, description="With rubric_source 'both': the caller's rubric, scored side by side."
+    )
     provenance: Provenance
     usage: UsageOut
 
@@ -272,20 +395,18 @@ class RewardResponse(BaseModel):
             record_id=record_id,
             rubric_id=record_id if outcome.mode == "rubric" else None,
             prompt_hash=prompt_hash,
-            rubric=[CriterionOut(id=c.id, text=c.text, weight=c.weight) for c in outcome.rubric],
-            details=[
-                RolloutDetail(
-                    index=r.index,
-                    reward=r.reward,
-                    verdicts=[VerdictOut(**v.__dict__) for v in r.verdicts],
-                    extracted_answer=r.extracted_answer,
-                    extractor=r.extractor,
-                    flags=r.flags,
-                    error=r.error,
-                )
-                for r in outcome.rollouts
-            ],
+            rubric=[CriterionOut.of(c) for c in outcome.rubric],
+            details=_details(outcome.rollouts),
             flags=outcome.flags,
+            diagnostics=DiagnosticsOut.of(outcome.diagnostics),
+            supplied=None
+            if outcome.supplied is None
+            else SuppliedRubricResult(
+                rewards=outcome.supplied.rewards,
+                rubric=[CriterionOut.of(c) for c in outcome.supplied.rubric],
+                details=_details(outcome.supplied.rollouts),
+                diagnostics=DiagnosticsOut.of(outcome.supplied.diagnostics),
+            ),
             provenance=Provenance(
                 anchor_model=outcome.anchor_model,
                 judge_model=outcome.judge_model,

@@ -34,6 +34,9 @@ _RESULT_OPTIONS = (
     "rubric_attempts",
     "verdict_attempts",
     "reuse_rubric",
+    "rubric_source",
+    "regenerate_flat_rubric",
+    "scrl",
 )
 _RUBRIC_OPTIONS = ("include_question", "min_criteria", "max_criteria", "synthesis", "rubric", "seed", "rubric_attempts")
 
@@ -54,6 +57,8 @@ def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_
             "rollouts": group.rollouts,
             "mode": group.mode,
             "reference": group.reference,
+            "rubric": [asdict(c) for c in group.rubric] if group.rubric else None,
+            "token_logprobs": group.token_logprobs,
             "options": _options(group, _RESULT_OPTIONS),
             "anchor_model": anchor_model,
             "judge_model": judge_model,
@@ -103,7 +108,16 @@ def decode_reference(entry: dict) -> tuple[Reference, list[Criterion], dict | No
         reference = Reference(
             text=str(ref["text"]), aggregator=ref["aggregator"], answer=ref["answer"], details=dict(ref["details"])
         )
-        rubric = [Criterion(id=str(c["id"]), text=str(c["text"]), weight=float(c["weight"])) for c in entry["rubric"]]
+        rubric = [
+            Criterion(
+                id=str(c["id"]),
+                text=str(c["text"]),
+                weight=float(c["weight"]),
+                source=c.get("source", "anchor"),
+                tags=tuple(c.get("tags", ())),
+            )
+            for c in entry["rubric"]
+        ]
         return reference, rubric, entry.get("rubric_info")
     except (KeyError, TypeError, ValueError):
         return None

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from .aggregators import AGGREGATORS
+from .aggregators.scrl import SCRL_REWARD
 from .answer_extraction import extract_answer
 from .caching import (
     decode_reference,
@@ -27,13 +28,14 @@ from .caching import (
 )
 from .concurrency import gather_bounded
 from .context import GroupContext
+from .diagnostics import diagnose, is_flat
 from .errors import InvalidGroup
 from .judge import ask_yes_no, equivalence_messages, verdict_messages
 from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
 from .reward_rules import binary_reward, rubric_reward
-from .self_proposed_rubrics import propose_rubric
-from .types import Criterion, Group, GroupOutcome, Reference, RolloutOutcome, Verdict
+from .self_proposed_rubrics import propose_discriminating_rubric, propose_rubric
+from .types import Criterion, Group, GroupOutcome, Reference, RolloutOutcome, SuppliedRubricOutcome, Verdict
 
 EQUIVALENCE_ID = "equivalent"
 
@@ -78,11 +80,9 @@ class CaTPipeline:
     async def score(self, group: Group) -> GroupOutcome:
         if not group.rollouts:
             raise InvalidGroup("a group needs at least one rollout", param="rollouts")
-        aggregator = AGGREGATORS.get(group.options.aggregator)
-        if aggregator is None:
-            raise InvalidGroup(f"unknown aggregator {group.options.aggregator!r}", param="options.aggregator")
         if group.mode not in ("rubric", "verifiable", "judge"):
             raise InvalidGroup(f"unknown mode {group.mode!r}", param="mode")
+        aggregator = self._aggregator(group)
         ctx = GroupContext(group=group, roles=self.roles, prompts=self.prompts, checker=self.checker)
         cache = self.cache if group.options.use_cache else None
         fingerprint = self.fingerprint(group)
@@ -92,13 +92,39 @@ class CaTPipeline:
         reference, rubric = await self._timed(ctx, "reference", self._reference(ctx, aggregator, fingerprint, cache, flags))
         if reference.details.get("truncated"):
             flags.append("reference_truncated")
+        supplied = None
+        regenerated = False
         if group.mode == "verifiable":
             rollouts = await self._timed(ctx, "scoring", self._score_verifiable(ctx, reference, flags))
         elif group.mode == "rubric":
             rollouts = await self._timed(ctx, "scoring", self._score_rubric(ctx, rubric, cache))
+            rubric_info = reference.details.get("rubric") or {}
+            if (
+                group.options.regenerate_flat_rubric
+                and group.options.rubric_source != "supplied"
+                and not rubric_info.get("regenerated")
+                and is_flat(diagnose(rollouts, rubric))
+            ):
+                rubric, rollouts = await self._timed(
+                    ctx, "regeneration", self._regenerate(ctx, reference, rubric, fingerprint, cache)
+                )
+                regenerated = True
+            regenerated = regenerated or bool(rubric_info.get("regenerated"))
+            if group.options.rubric_source == "both":
+                supplied_rubric = self._supplied_rubric(group)
+                supplied_rollouts = await self._timed(
+                    ctx, "scoring", self._score_rubric(ctx, supplied_rubric, cache)
+                )
+                supplied = SuppliedRubricOutcome(
+                    supplied_rubric, supplied_rollouts, diagnose(supplied_rollouts, supplied_rubric)
+                )
         else:
             rollouts = await self._timed(ctx, "scoring", self._score_equivalence(ctx, reference, cache))
 
+        diagnostics = diagnose(rollouts, rubric)
+        diagnostics.regenerated = regenerated
+        if diagnostics.zero_variance:
+            flags.append("zero_variance")
         if any(r.reward is None for r in rollouts):
             flags.append("incomplete_rewards")
         ctx.usage.total_latency_s = time.perf_counter() - started
@@ -108,12 +134,41 @@ class CaTPipeline:
             rubric=rubric,
             rollouts=rollouts,
             flags=flags,
+            diagnostics=diagnostics,
+            supplied=supplied,
             usage=ctx.usage,
             fingerprint=fingerprint,
             anchor_model=self.roles.anchor.model,
             judge_model=self.roles.judge.model,
             prompt_version=self.prompts.version,
         )
+
+    @staticmethod
+    def _aggregator(group: Group):
+        options = group.options
+        if options.rubric_source in ("supplied", "both"):
+            if group.mode != "rubric":
+                raise InvalidGroup("a supplied rubric needs mode 'rubric'", param="rubric")
+            if not group.rubric:
+                raise InvalidGroup(f"rubric_source {options.rubric_source!r} needs a 'rubric'", param="rubric")
+            if not any(c.weight > 0 for c in group.rubric):
+                raise InvalidGroup("a rubric needs at least one criterion with positive points", param="rubric")
+        elif group.rubric:
+            raise InvalidGroup("a 'rubric' was sent but options.rubric_source is 'anchor'", param="options.rubric_source")
+        if options.aggregator == "none":
+            if options.rubric_source != "supplied":
+                raise InvalidGroup("aggregator 'none' only goes with rubric_source 'supplied'", param="options.aggregator")
+            return _no_reference
+        aggregator = AGGREGATORS.get(options.aggregator)
+        if aggregator is None:
+            raise InvalidGroup(f"unknown aggregator {options.aggregator!r}", param="options.aggregator")
+        if group.token_logprobs is not None and len(group.token_logprobs) != len(group.rollouts):
+            raise InvalidGroup("token_logprobs needs one list per rollout", param="token_logprobs")
+        return aggregator
+
+    @staticmethod
+    def _supplied_rubric(group: Group) -> list[Criterion]:
+        return list(group.rubric or ())
 
     @staticmethod
     async def _timed(ctx: GroupContext, phase: str, awaitable):
@@ -150,7 +205,9 @@ class CaTPipeline:
         reference = await aggregator(ctx)
         rubric: list[Criterion] = []
         rubric_info = None
-        if wants_rubric:
+        if wants_rubric and group.options.rubric_source == "supplied":
+            rubric = self._supplied_rubric(group)
+        elif wants_rubric:
             if not reference.text.strip():
                 raise InvalidGroup("rubric mode needs a non-empty reference", param="reference")
             rubric, rubric_info = await self._timed(ctx, "rubric", propose_rubric(ctx, reference))
@@ -161,6 +218,22 @@ class CaTPipeline:
             if reuse_key:
                 await cache.set_many({reuse_key: entry}, self.ttls.rubric_reuse_s)
         return reference, rubric
+
+    async def _regenerate(
+        self, ctx: GroupContext, reference: Reference, flat: list[Criterion], fingerprint: str, cache: Cache | None
+    ) -> tuple[list[Criterion], list[RolloutOutcome]]:
+        """Once: ask for criteria that separate the rollouts, judge again, and cache the new rubric
+        (marked regenerated, so a retry does not regenerate again)."""
+        rubric, info = await propose_discriminating_rubric(ctx, reference, flat)
+        info["regenerated"] = True
+        info["replaced"] = [c.text for c in flat]
+        reference.details["rubric"] = info
+        rollouts = await self._score_rubric(ctx, rubric, cache)
+        if cache is not None:
+            await cache.set_many(
+                {reference_key(fingerprint): encode_reference(reference, rubric, info)}, self.ttls.reference_s
+            )
+        return rubric, rollouts
 
     # -- verdicts -----------------------------------------------------------------------------
     async def _verdicts(self, ctx: GroupContext, asks: list[_Ask], stage: str, cache: Cache | None) -> list[Verdict]:
@@ -228,6 +301,8 @@ class CaTPipeline:
 
     # -- verifiable ---------------------------------------------------------------------------
     async def _score_verifiable(self, ctx: GroupContext, reference: Reference, flags: list[str]) -> list[RolloutOutcome]:
+        if reference.aggregator == "scrl":
+            return self._score_scrl(ctx, reference, flags)
         extractors = ctx.options.answer_extractors
         if reference.answer is None and reference.aggregator != "majority":
             reference.answer, reference.details["extractor"] = extract_answer(reference.text, extractors)
@@ -257,3 +332,30 @@ class CaTPipeline:
 
         await gather_bounded([check(o) for o in outcomes], limit=len(outcomes))
         return outcomes
+
+    @staticmethod
+    def _score_scrl(ctx: GroupContext, reference: Reference, flags: list[str]) -> list[RolloutOutcome]:
+        labels = reference.details["labels"]
+        if reference.answer is None:
+            flags.append("scrl_no_positive_label")
+        if not reference.details["entropy_gate"].startswith("on"):
+            flags.append("entropy_gate_off")
+        outcomes = []
+        for index, rollout in enumerate(ctx.group.rollouts):
+            answer, extractor = extract_answer(rollout, ctx.options.answer_extractors)
+            label = labels[index]
+            outcomes.append(
+                RolloutOutcome(
+                    index=index,
+                    reward=SCRL_REWARD[label],
+                    extracted_answer=answer,
+                    extractor=extractor,
+                    flags=[label if label == "no_answer" else f"scrl_{label}"],
+                )
+            )
+        return outcomes
+
+
+async def _no_reference(ctx: GroupContext) -> Reference:
+    """With only the caller's rubric to score against, no reference is estimated."""
+    return Reference(text="", aggregator="none")

@@ -116,16 +116,8 @@ def rubric_messages(ctx: GroupContext, reference: Reference) -> list[dict[str, s
     ]
 
 
-async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[Criterion], dict]:
-    """Ask the anchor for criteria until at least ``min_criteria`` distinct ones exist.
-
-    A re-ask is a fresh sample of the same prompt (another seed, temperature at least
-    ``RESAMPLE_TEMPERATURE``) whose new criteria are merged in: measured on the small CPU
-    anchor, a follow-up turn ("write N more") mostly repeated the first answer, while fresh
-    samples added distinct criteria.
-    """
+async def _collect(ctx: GroupContext, messages: list[dict[str, str]]) -> tuple[list[Criterion], dict]:
     opts = ctx.options
-    messages = rubric_messages(ctx, reference)
     criteria: list[str] = []
     attempts = 0
     forced = False
@@ -155,3 +147,35 @@ async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[
         [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)],
         {"attempts": attempts, "structured_output": forced},
     )
+
+
+async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[Criterion], dict]:
+    """Ask the anchor for criteria until at least ``min_criteria`` distinct ones exist.
+
+    A re-ask is a fresh sample of the same prompt (another seed, temperature at least
+    ``RESAMPLE_TEMPERATURE``) whose new criteria are merged in: measured on the small CPU
+    anchor, a follow-up turn ("write N more") mostly repeated the first answer, while fresh
+    samples added distinct criteria.
+    """
+    return await _collect(ctx, rubric_messages(ctx, reference))
+
+
+async def propose_discriminating_rubric(
+    ctx: GroupContext, reference: Reference, flat: list[Criterion]
+) -> tuple[list[Criterion], dict]:
+    """A second rubric, asked for once when no criterion of the first separated the rollouts.
+    The anchor sees the rollouts here: the point is criteria on which they differ."""
+    opts, prompts = ctx.options, ctx.prompts
+    responses = "\n\n".join(
+        prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(ctx.group.rollouts)
+    )
+    user = prompts.render(
+        "rubric_discriminating.user",
+        reference=reference.text,
+        criteria="\n".join(f"- {c.text}" for c in flat),
+        responses=responses,
+        min_criteria=str(opts.min_criteria),
+        max_criteria=str(opts.max_criteria),
+    )
+    messages = [{"role": "system", "content": prompts.render("rubric.system")}, {"role": "user", "content": user}]
+    return await _collect(ctx, messages)

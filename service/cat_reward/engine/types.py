@@ -6,7 +6,19 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Mode = Literal["rubric", "verifiable", "judge"]
-AggregatorName = Literal["synthesis", "majority", "given"]
+AggregatorName = Literal["synthesis", "majority", "given", "scrl", "none"]
+RubricSource = Literal["anchor", "supplied", "both"]
+
+
+@dataclass(frozen=True)
+class ScrlThresholds:
+    """SCRL's label rules (arXiv 2603.19880): a positive label needs share >= min_share and a lead
+    over the runner-up > margin; a negative label needs share < negative_share and, when entropies
+    are known, mean token entropy >= the group's mean."""
+
+    min_share: float = 0.5
+    margin: float = 0.15
+    negative_share: float = 0.15
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,18 @@ class GroupOptions:
     verdict_concurrency: int = 64
     use_cache: bool = True
     reuse_rubric: bool = False  # reuse a prompt's rubric across steps (saves cost; the paper does not)
+    rubric_source: RubricSource = "anchor"  # anchor: self-proposed; supplied: the caller's; both: side by side
+    regenerate_flat_rubric: bool = False  # ask once more for discriminating criteria when none discriminates
+    scrl: ScrlThresholds = ScrlThresholds()
+
+
+@dataclass(frozen=True)
+class Criterion:
+    id: str
+    text: str
+    weight: float = 1.0  # HealthBench points; negative for an undesirable behaviour
+    source: Literal["anchor", "caller"] = "anchor"
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,13 +69,8 @@ class Group:
     mode: Mode
     reference: str | None = None
     options: GroupOptions = GroupOptions()
-
-
-@dataclass(frozen=True)
-class Criterion:
-    id: str
-    text: str
-    weight: float = 1.0
+    rubric: tuple[Criterion, ...] | None = None  # a caller-supplied rubric (HealthBench style)
+    token_logprobs: tuple[tuple[float, ...], ...] | None = None  # per rollout, for SCRL's entropy gate
 
 
 @dataclass(frozen=True)
@@ -120,17 +139,52 @@ class Usage:
 
 
 @dataclass
+class CriterionSignal:
+    criterion_id: str
+    met: int  # rollouts whose verdict was yes
+    judged: int  # rollouts with a usable verdict
+    discriminating: bool  # met by some but not all
+
+
+@dataclass
+class Diagnostics:
+    """Is there a learning signal? GRPO learns nothing from a group whose rewards are all equal."""
+
+    reward_mean: float | None
+    reward_std: float | None
+    zero_variance: bool
+    criteria: list[CriterionSignal] = field(default_factory=list)
+    discriminating_criteria: int | None = None
+    regenerated: bool = False
+
+
+@dataclass
+class SuppliedRubricOutcome:
+    """The caller's rubric scored beside the self-proposed one (rubric_source "both")."""
+
+    rubric: list[Criterion]
+    rollouts: list[RolloutOutcome]
+    diagnostics: Diagnostics
+
+    @property
+    def rewards(self) -> list[float | None]:
+        return [r.reward for r in self.rollouts]
+
+
+@dataclass
 class GroupOutcome:
     mode: Mode
     reference: Reference
     rubric: list[Criterion]
     rollouts: list[RolloutOutcome]
     flags: list[str]
+    diagnostics: Diagnostics
     usage: Usage
     fingerprint: str
     anchor_model: str
     judge_model: str
     prompt_version: str
+    supplied: SuppliedRubricOutcome | None = None
 
     @property
     def rewards(self) -> list[float | None]:

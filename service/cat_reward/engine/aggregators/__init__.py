@@ -11,6 +11,7 @@ from ..context import GroupContext
 from ..types import Reference
 from .given import given_reference
 from .majority import majority_vote
+from .scrl import scrl_labels
 from .synthesis import synthesize_reference
 
 Aggregator = Callable[[GroupContext], Awaitable[Reference]]
@@ -19,6 +20,7 @@ AGGREGATORS: dict[str, Aggregator] = {
     "synthesis": synthesize_reference,
     "majority": majority_vote,
     "given": given_reference,
+    "scrl": scrl_labels,
 }
 
-__all__ = ["AGGREGATORS", "Aggregator", "given_reference", "majority_vote", "synthesize_reference"]
+__all__ = ["AGGREGATORS", "Aggregator", "given_reference", "majority_vote", "scrl_labels", "synthesize_reference"]

@@ -9,12 +9,12 @@ from ..errors import InvalidGroup
 from ..types import Reference
 
 
-async def majority_vote(ctx: GroupContext) -> Reference:
+async def cluster_answers(ctx: GroupContext) -> tuple[list[tuple[str | None, str | None]], list[tuple[str, list[int]]]]:
+    """Each rollout's (answer, extractor), and the answers grouped by equivalence:
+    [(representative answer, member rollout indices)] in first-seen order."""
     group = ctx.group
-    if group.mode != "verifiable":
-        raise InvalidGroup("aggregator 'majority' works only with mode 'verifiable'", param="options.aggregator")
     answers = [extract_answer(r, group.options.answer_extractors) for r in group.rollouts]
-    clusters: list[tuple[str, list[int]]] = []  # (representative answer, member rollout indices)
+    clusters: list[tuple[str, list[int]]] = []
     for index, (answer, _) in enumerate(answers):
         if answer is None:
             continue
@@ -24,6 +24,14 @@ async def majority_vote(ctx: GroupContext) -> Reference:
                 break
         else:
             clusters.append((answer, [index]))
+    return answers, clusters
+
+
+async def majority_vote(ctx: GroupContext) -> Reference:
+    group = ctx.group
+    if group.mode != "verifiable":
+        raise InvalidGroup("aggregator 'majority' works only with mode 'verifiable'", param="options.aggregator")
+    _, clusters = await cluster_answers(ctx)
     answered = sum(len(m) for _, m in clusters)
     details: dict = {"answered": answered, "distinct_answers": len(clusters)}
     if not clusters:
