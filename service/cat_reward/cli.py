@@ -22,12 +22,20 @@ def _serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
     import uvicorn
 
     from .api import create_app
+    from .observability import configure_logging
 
+    configure_logging(settings.log_level, settings.log_json)
+    common = dict(host=host, port=port, log_config=None, access_log=False)  # our middleware logs requests
     if workers > 1:
+        # Every worker writes its metrics here; /metrics on any worker aggregates them all.
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            import tempfile
+
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cat-reward-metrics-")
         # Each worker builds its app from the environment, so settings travel through it.
-        uvicorn.run("cat_reward.api.app:create_app", factory=True, host=host, port=port, workers=workers)
+        uvicorn.run("cat_reward.api.app:create_app", factory=True, workers=workers, **common)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port)
+        uvicorn.run(create_app(settings), **common)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

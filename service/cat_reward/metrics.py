@@ -1,15 +1,49 @@
 """Prometheus metrics of the service (names follow Prometheus conventions: units in the name,
-``_total`` for counters)."""
+``_total`` for counters).
+
+Several uvicorn workers: ``cat-reward serve --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR``
+before the workers start, every worker writes its samples there, and ``/metrics`` (whichever
+worker answers) aggregates all of them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+HTTP_REQUESTS = Counter("cat_http_requests_total", "HTTP requests by route, method and status.", ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "cat_http_request_duration_seconds", "HTTP request latency by route.", ["route", "method"], buckets=LATENCY_BUCKETS
+)
+LLM_CALLS = Counter(
+    "cat_llm_calls_total", "LLM calls by role (anchor, judge), stage and outcome (ok, error).", ["role", "stage", "outcome"]
+)
+LLM_TOKENS = Counter("cat_llm_tokens_total", "LLM tokens by role, stage and kind (prompt, completion).", ["role", "stage", "kind"])
+LLM_LATENCY = Histogram(
+    "cat_llm_call_duration_seconds", "Latency of one LLM call by role and stage.", ["role", "stage"], buckets=LATENCY_BUCKETS
+)
+REWARDS = Histogram(
+    "cat_reward", "Computed rewards by mode (SCRL's -1 falls in the lowest bucket).", ["mode"],
+    buckets=(-1, -0.5, 0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+UNCOMPUTED_REWARDS = Counter("cat_rewards_uncomputed_total", "Rollouts whose reward is null (explicit error), by mode.", ["mode"])
+VERDICT_PARSE_FAILURES = Counter(
+    "cat_verdict_parse_failures_total", "Verdicts still unparseable after every attempt (the rollout's reward is null)."
+)
+VERDICT_RETRIES = Counter("cat_verdict_retries_total", "Extra judge calls made because a verdict did not parse.")
 
 CACHE_REQUESTS = Counter(
     "cat_cache_requests_total", "Cache look-ups by kind of entry and result.", ["kind", "result"]
 )
 CACHE_ERRORS = Counter("cat_cache_errors_total", "Cache operations that failed (served without the cache).", ["op"])
-OUTBOX_DEPTH = Gauge("cat_history_outbox_depth", "Records waiting in the local outbox for the history database.")
+OUTBOX_DEPTH = Gauge(
+    "cat_history_outbox_depth",
+    "Records waiting in the local outbox for the history database.",
+    multiprocess_mode="livemax",  # the workers share one outbox file
+)
 HISTORY_WRITE_ERRORS = Counter("cat_history_write_errors_total", "Records that could not be written even to the outbox.")
 ASSEMBLY_GROUPS = Counter(
     "cat_assembly_groups_total", "Assembled groups scored, by outcome (complete, partial, incomplete, failed).", ["outcome"]
@@ -29,3 +63,14 @@ DISCRIMINATING_CRITERIA = Histogram(
     buckets=(0, 1, 2, 3, 4, 5, 6, 8, 10, 16),
 )
 RUBRIC_REGENERATIONS = Counter("cat_rubric_regenerations_total", "Flat rubrics regenerated for discriminating criteria.")
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition of this process, or of every worker in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -35,7 +35,11 @@ from .metrics import (
     GROUPS_SCORED,
     HISTORY_WRITE_ERRORS,
     OUTBOX_DEPTH,
+    REWARDS,
     RUBRIC_REGENERATIONS,
+    UNCOMPUTED_REWARDS,
+    VERDICT_PARSE_FAILURES,
+    VERDICT_RETRIES,
     ZERO_VARIANCE_GROUPS,
 )
 from .settings import Settings
@@ -53,6 +57,17 @@ def _observe(outcome) -> None:
         DISCRIMINATING_CRITERIA.observe(diagnostics.discriminating_criteria)
     if diagnostics.regenerated and not outcome.usage.cache_hits.get("rubric"):
         RUBRIC_REGENERATIONS.inc()
+    for rollout in outcome.rollouts:
+        if rollout.reward is None:
+            UNCOMPUTED_REWARDS.labels(mode=outcome.mode).inc()
+        else:
+            REWARDS.labels(mode=outcome.mode).observe(rollout.reward)
+        for verdict in rollout.verdicts:
+            if not verdict.cached:
+                if verdict.attempts > 1:
+                    VERDICT_RETRIES.inc(verdict.attempts - 1)
+                if verdict.met is None:
+                    VERDICT_PARSE_FAILURES.inc()
 
 
 def prompt_hash(prompt) -> str:

