@@ -12,7 +12,18 @@ import httpx
 from ._config import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, RetryPolicy, make_timeout
 from ._core import ClientCore, Done, RequestSpec
 from ._exceptions import ResponseDecodeError
-from ._models import BatchResult, Health, Mode, Prompt, Readiness, RewardGroup, RewardResult, RubricPage
+from ._models import (
+    BatchResult,
+    Health,
+    Mode,
+    Prompt,
+    Readiness,
+    RewardGroup,
+    RewardResult,
+    RubricPage,
+    SampleGroup,
+    SamplesResult,
+)
 
 T = TypeVar("T")
 
@@ -105,6 +116,34 @@ class AsyncCatRewardClient:
     ) -> BatchResult:
         """POST /rewards/batch: score several groups; each item succeeds or fails on its own."""
         return await self._send(self._core.rewards_batch(groups, idempotency_key))
+
+    async def rewards_samples(
+        self,
+        prompt: Prompt,
+        samples: Iterable[str | Mapping[str, Any]],
+        group: SampleGroup | Mapping[str, Any],
+        mode: Mode | None = None,
+        reference: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> SamplesResult:
+        """POST /rewards/samples: send one sample, or part of a group, of ``prompt``.
+
+        ``samples`` are rollout strings, or ``{"rollout": ..., "index": i}`` to place a sample at
+        its index in the group. ``group`` is a ``SampleGroup`` (or a mapping with its fields):
+        ``size`` (G), and optionally ``id`` (an explicit group key), ``step``, ``min_size``,
+        ``deadline_s``. The call returns once the whole group is assembled and scored (or its
+        deadline passed): the rewards of this call's samples, their indices in the group, and
+        the group's full result.
+
+        ``idempotency_key`` defaults to the SHA-256 of the body when every sample has an index,
+        else to a random key per call (identical rollouts without an index are distinct
+        samples); every HTTP retry of the call sends the same key.
+        """
+        return await self._send(
+            self._core.rewards_samples(prompt, samples, group, mode, reference, options, metadata, idempotency_key)
+        )
 
     async def healthz(self) -> Health:
         """GET /healthz: the process is up."""

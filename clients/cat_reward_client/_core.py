@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import random
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -43,7 +44,16 @@ from ._exceptions import (
     UnavailableError,
     UpstreamError,
 )
-from ._models import BatchResult, Health, Readiness, RewardGroup, RewardResult, RubricPage
+from ._models import (
+    BatchResult,
+    Health,
+    Readiness,
+    RewardGroup,
+    RewardResult,
+    RubricPage,
+    SampleGroup,
+    SamplesResult,
+)
 from ._version import __version__
 
 log = logging.getLogger("cat_reward_client")
@@ -53,6 +63,7 @@ T = TypeVar("T")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_CHARS = 200  # the server's limit on the header
 _GROUP_KEYS = ("prompt", "rollouts", "mode", "reference", "options", "metadata")
+_SAMPLE_GROUP_KEYS = ("size", "id", "step", "min_size", "deadline_s")
 _MAX_ERROR_TEXT = 500
 
 
@@ -165,6 +176,46 @@ def _group_from(item: Any) -> dict[str, Any]:
     raise TypeError("each group must be a RewardGroup or a mapping with 'prompt' and 'rollouts'")
 
 
+def _samples_json(samples: Any) -> list[dict[str, Any]]:
+    """Samples as sent: each a rollout string, or a mapping ``{"rollout", "index"?}``."""
+    if isinstance(samples, (str, bytes, Mapping)) or not isinstance(samples, Iterable):
+        raise TypeError("samples must be a sequence (one item per sample): strings or {'rollout', 'index'} mappings")
+    out: list[dict[str, Any]] = []
+    for i, sample in enumerate(samples):
+        if isinstance(sample, str):
+            out.append({"rollout": sample})
+            continue
+        if not isinstance(sample, Mapping):
+            raise TypeError(f"samples[{i}] must be a string or a mapping, got {type(sample).__name__}")
+        unknown = sorted(set(sample) - {"rollout", "index"})
+        if unknown:
+            raise TypeError(f"samples[{i}]: unknown field(s) {unknown}; expected 'rollout' and optionally 'index'")
+        rollout, index = sample.get("rollout"), sample.get("index")
+        if not isinstance(rollout, str):
+            raise TypeError(f"samples[{i}].rollout must be a string")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int) or index < 0):
+            raise TypeError(f"samples[{i}].index must be a non-negative integer")
+        out.append({"rollout": rollout} if index is None else {"rollout": rollout, "index": index})
+    if not out:
+        raise ValueError("samples must hold at least one sample")
+    return out
+
+
+def _sample_group_json(group: Any) -> dict[str, Any]:
+    if isinstance(group, SampleGroup):
+        group = dataclasses.asdict(group)
+    elif isinstance(group, Mapping):
+        unknown = sorted(set(group) - set(_SAMPLE_GROUP_KEYS))
+        if unknown:
+            raise TypeError(f"unknown group field(s) {unknown}; expected some of {list(_SAMPLE_GROUP_KEYS)}")
+    else:
+        raise TypeError("group must be a SampleGroup or a mapping with at least 'size'")
+    size = group.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError("group.size must be a positive integer (G, the samples the group will have)")
+    return _drop_none(dict(group))
+
+
 def _query_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -232,6 +283,29 @@ class ClientCore:
             raise TypeError("groups must be a sequence of RewardGroup or mappings")
         payload = {"groups": [_group_from(g) for g in groups]}
         return self._post("/rewards/batch", payload, BatchResult.from_json, idempotency_key)
+
+    def rewards_samples(
+        self,
+        prompt: Any,
+        samples: Any,
+        group: Any,
+        mode: str | None = None,
+        reference: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RequestSpec[SamplesResult]:
+        payload = group_payload(prompt, [], mode, reference, options, metadata)
+        del payload["rollouts"]
+        payload["samples"] = _samples_json(samples)
+        payload["group"] = _sample_group_json(group)
+        if idempotency_key is None and any("index" not in s for s in payload["samples"]):
+            # Two samples of one group may be identical texts sent without an index: they are
+            # distinct samples, so the default key cannot be the body's hash (the server would
+            # take the second for a retry of the first). One random key per call instead: every
+            # HTTP retry of this call still sends it.
+            idempotency_key = "s-" + uuid.uuid4().hex
+        return self._post("/rewards/samples", payload, SamplesResult.from_json, idempotency_key)
 
     @staticmethod
     def healthz() -> RequestSpec[Health]:

@@ -68,6 +68,23 @@ class RewardGroup:
     metadata: Mapping[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class SampleGroup:
+    """Which group samples sent to POST /rewards/samples belong to (the request's ``group``).
+
+    ``size`` is G, the number of samples the group will have. ``id`` is an explicit group key
+    (e.g. verl's rollout ``uid``); without it the server keys the group by the prompt, ``step``
+    and the mode. At ``deadline_s`` after its first sample a group with at least ``min_size``
+    samples is scored as it is (a partial group); one with fewer fails with 409.
+    """
+
+    size: int
+    id: str | None = None
+    step: int | None = None
+    min_size: int | None = None
+    deadline_s: float | None = None
+
+
 # --- response side ---------------------------------------------------------------------
 
 
@@ -263,6 +280,63 @@ class RewardResult:
             usage=Usage.from_json(data["usage"]),
             record_id=data.get("record_id"),
             prompt_hash=data.get("prompt_hash"),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """How the group of a POST /rewards/samples answer was scored."""
+
+    key: str
+    size: int
+    scored: int  # how many samples the group was scored with
+    partial: bool  # fewer than ``size``: scored at its deadline
+
+    @classmethod
+    def from_json(cls, data: Any) -> GroupStatus:
+        data = _mapping(data, "group status")
+        partial = data["partial"]
+        if not isinstance(partial, bool):
+            raise TypeError(f"group.partial: expected a boolean, got {partial!r}")
+        return cls(key=str(data["key"]), size=int(data["size"]), scored=int(data["scored"]), partial=partial)
+
+
+@dataclass(frozen=True)
+class SamplesResult:
+    """The answer of POST /rewards/samples: the rewards of the samples this call sent, in order.
+
+    ``indices`` are their places in the group, ``details`` their per-rollout details, ``group``
+    how the group was scored, and ``result`` the whole group's ``RewardResult`` (reference,
+    rubric, every rollout's reward). A reward is ``None`` when it could not be computed.
+    """
+
+    rewards: list[float | None]
+    indices: list[int]
+    details: list[RolloutDetail]
+    group: GroupStatus
+    result: RewardResult
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every sample of this call got a reward."""
+        return all(r is not None for r in self.rewards)
+
+    @classmethod
+    def from_json(cls, data: Any) -> SamplesResult:
+        data = _mapping(data, "samples result")
+        rewards, indices = data["rewards"], data["indices"]
+        if not isinstance(rewards, list) or not isinstance(indices, list):
+            raise TypeError("rewards and indices: expected lists")
+        if len(rewards) != len(indices):
+            raise TypeError(f"{len(rewards)} rewards for {len(indices)} indices")
+        return cls(
+            rewards=[_float_or_none(r) for r in rewards],
+            indices=[int(i) for i in indices],
+            details=[RolloutDetail.from_json(d) for d in data["details"]],
+            group=GroupStatus.from_json(data["group"]),
+            result=RewardResult.from_json(data["result"]),
             raw=dict(data),
         )
 

@@ -93,6 +93,28 @@ class RewardService:
                 f"{len(request.rollouts)} rollouts exceed the limit of {settings.max_rollouts} per group (CAT_MAX_ROLLOUTS)",
                 param=f"{prefix}rollouts",
             )
+        for i, rollout in enumerate(request.rollouts):
+            if len(rollout) > settings.max_rollout_chars:
+                raise InvalidGroup(
+                    f"rollout {i} has {len(rollout)} characters, over the limit of {settings.max_rollout_chars} "
+                    "(CAT_MAX_ROLLOUT_CHARS)",
+                    param=f"{prefix}rollouts.{i}",
+                )
+        if request.reference is not None and len(request.reference) > settings.max_rollout_chars:
+            raise InvalidGroup(
+                f"the reference has {len(request.reference)} characters, over the limit of "
+                f"{settings.max_rollout_chars} (CAT_MAX_ROLLOUT_CHARS)",
+                param=f"{prefix}reference",
+            )
+        prompt_chars = (
+            len(request.prompt) if isinstance(request.prompt, str) else sum(len(m.content) for m in request.prompt)
+        )
+        if prompt_chars > settings.max_prompt_chars:
+            raise InvalidGroup(
+                f"the prompt has {prompt_chars} characters, over the limit of {settings.max_prompt_chars} "
+                "(CAT_MAX_PROMPT_CHARS)",
+                param=f"{prefix}prompt",
+            )
         if request.reference is not None and request.options.aggregator not in (None, "given"):
             raise InvalidGroup(
                 f"'reference' was sent but options.aggregator is {request.options.aggregator!r}; "

@@ -7,7 +7,7 @@ Defaults work on one machine: the anchor and the judge are the local CPU vLLM se
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -90,6 +90,41 @@ class Settings(BaseSettings):
     group_ttl_s: float = Field(default=3600.0, gt=0, description="How long an assembled group and its result are kept.")
     group_scoring_lease_s: float = Field(default=600.0, gt=0, description="A scorer that holds a group longer is presumed dead.")
 
+    # --- OpenRLHF remote reward endpoint (POST /openrlhf/reward) ---------------------------
+    openrlhf_group_size: int = Field(
+        default=8,
+        ge=1,
+        description="Samples per prompt in one step: OpenRLHF's --rollout.n_samples_per_prompt (G). "
+        "OpenRLHF sends one sample per request; the service waits for G samples of a prompt.",
+    )
+    openrlhf_mode: Literal["rubric", "verifiable", "judge"] | None = Field(
+        default=None, description="Reward mode of OpenRLHF requests; default: CAT_DEFAULT_MODE."
+    )
+    openrlhf_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='RewardOptions of OpenRLHF requests, as JSON (e.g. {"seed": 1, "num_criteria": 6}).',
+    )
+    openrlhf_use_labels: bool = Field(
+        default=True, description="Use a non-empty OpenRLHF label as the reference (aggregator 'given')."
+    )
+    openrlhf_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Group deadline of OpenRLHF samples; default CAT_GROUP_DEADLINE_S. Keep it well under "
+        "OpenRLHF's fixed 180 s request timeout, leaving time to score.",
+    )
+    openrlhf_retry_window_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="After its group is scored, how long an identical response to the same prompt is taken "
+        "for a retry of that sample (OpenRLHF retries failed requests 1 s later) rather than a new sample.",
+    )
+    openrlhf_strip_tokens: UrlList = Field(
+        default=["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>", "<eos>", "<|end_of_text|>"],
+        description="Special tokens removed from the end of a response (OpenRLHF decodes with special tokens), "
+        "comma-separated.",
+    )
+
     # --- history (SQL) ---------------------------------------------------------------------
     data_dir: Path = Field(
         default=Path.home() / ".local" / "share" / "cat-reward",
@@ -107,6 +142,9 @@ class Settings(BaseSettings):
     max_rollouts: int = Field(default=256, ge=1, description="Most rollouts in one group.")
     max_groups_per_batch: int = Field(default=256, ge=1, description="Most groups in one batch request.")
     batch_concurrency: int = Field(default=16, ge=1, description="Groups of one batch scored at once.")
+    max_rollout_chars: int = Field(default=100_000, ge=1, description="Most characters in one rollout (or reference).")
+    max_prompt_chars: int = Field(default=100_000, ge=1, description="Most characters in a prompt (all messages).")
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body; bigger gets 413.")
 
     # --- local CPU judge (`cat-reward judge`) --------------------------------------------
     judge_home: Path = Field(
@@ -122,7 +160,7 @@ class Settings(BaseSettings):
         default=False, description="Log the messages sent to the LLMs (prompts, rollouts) at DEBUG. Off: no text in logs."
     )
 
-    @field_validator("anchor_base_url", "judge_base_url", "answer_extractors", mode="before")
+    @field_validator("anchor_base_url", "judge_base_url", "answer_extractors", "openrlhf_strip_tokens", mode="before")
     @classmethod
     def _csv(cls, value):
         return _split_csv(value)

@@ -52,7 +52,8 @@ def judge_url(tmp_path_factory) -> str:
     existing = os.environ.get("CAT_TEST_JUDGE_URL")
     if existing:
         local_judge.wait_ready(existing, timeout_s=60)
-        return existing
+        yield existing
+        return
     log = tmp_path_factory.mktemp("judge") / "judge.log"
     with open(log, "w") as out:
         prepare = subprocess.run(

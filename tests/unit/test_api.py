@@ -257,3 +257,28 @@ async def test_scrl_over_http(make_client):
     assert data["rewards"] == [1.0] * 5 + [0.0, 0.0, -1.0]
     assert data["reference_details"]["entropy_gate"] == "on"
     assert data["usage"]["llm_calls"] == 0
+
+
+async def test_size_limits_name_the_limit(make_client):
+    client = await make_client(max_rollout_chars=10, max_prompt_chars=20, max_body_bytes=2048)
+    response = await client.post("/rewards", json={**BODY, "rollouts": ["short", "x" * 11]})
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "rollouts.1" and "CAT_MAX_ROLLOUT_CHARS" in response.json()["error"]["message"]
+    response = await client.post("/rewards", json={**BODY, "prompt": [{"role": "user", "content": "y" * 21}]})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "prompt"
+    response = await client.post("/rewards", json={**BODY, "rollouts": ["z"] * 600})
+    assert response.status_code == 413
+    assert response.json()["error"]["type"] == "request_too_large" and "CAT_MAX_BODY_BYTES" in response.json()["error"]["message"]
+
+    async def chunks():  # no Content-Length: the limit still holds
+        for _ in range(10):
+            yield b" " * 400
+
+    response = await client.post("/rewards", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+
+    async def small():
+        yield json.dumps(BODY).encode()
+
+    response = await client.post("/rewards", content=small(), headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text

@@ -11,8 +11,8 @@ from ..engine.ports import AnswerChecker, Roles
 from ..settings import Settings
 from ..wiring import open_services
 from .errors import install_error_handlers
-from .middleware import ObservabilityMiddleware
-from .routes import health, metrics, rewards, rubrics, samples
+from .middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from .routes import health, metrics, openrlhf, rewards, rubrics, samples
 
 DESCRIPTION = """Compute as Teacher (CaT) rewards for RL post-training.
 
@@ -48,9 +48,11 @@ def create_app(
 
     app = FastAPI(title="cat-reward", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(ObservabilityMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: it also sees (and counts) 413s
     app.include_router(rewards.router)
     app.include_router(samples.router)
+    app.include_router(openrlhf.router)
     app.include_router(rubrics.router)
     app.include_router(health.router)
     app.include_router(metrics.router)

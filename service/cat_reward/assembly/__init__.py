@@ -8,16 +8,20 @@ default), so any replica may receive any sample, and a replica that dies while s
 replaced by another waiter once its lease runs out.
 """
 
-from .assembler import Assembled, GroupAssembler, GroupConflict, GroupFailed, SampleIn
+from .assembler import Assembled, GroupAssembler, GroupClosed, GroupConflict, GroupFailed, GroupFull, SampleIn
 from .memory import MemoryAssemblyStore
 from .redis import RedisAssemblyStore
+from .rolling import RollingGroups
 
 __all__ = [
     "Assembled",
     "GroupAssembler",
+    "GroupClosed",
     "GroupConflict",
     "GroupFailed",
+    "GroupFull",
     "MemoryAssemblyStore",
     "RedisAssemblyStore",
+    "RollingGroups",
     "SampleIn",
 ]

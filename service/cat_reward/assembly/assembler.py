@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..metrics import ASSEMBLY_GROUPS, ASSEMBLY_WAIT_SECONDS
-from .base import AssemblyStore, StoreConflict
+from .base import AssemblyStore, StoreConflict, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,14 @@ class SampleIn:
 
 class GroupConflict(Exception):
     """The samples contradict the group (another rollout at an index, another size, too late)."""
+
+
+class GroupFull(GroupConflict):
+    """The group already has all its samples, and none of them is this rollout."""
+
+
+class GroupClosed(GroupConflict):
+    """The sample arrived after its group had been scored without it (a partial group)."""
 
 
 class GroupFailed(Exception):
@@ -93,6 +101,8 @@ class GroupAssembler:
             pairs = [(s.index, s.rollout) for s in samples]
         try:
             added = await self.store.add(key, spec, size, pairs, self._ttl_s)
+        except StoreFull as exc:
+            raise GroupFull(str(exc)) from exc
         except StoreConflict as exc:
             raise GroupConflict(str(exc)) from exc
         indices = added.indices
@@ -130,7 +140,7 @@ class GroupAssembler:
         where = {index: position for position, index in enumerate(scored)}
         late = [i for i in indices if i not in where]
         if late:
-            raise GroupConflict(
+            raise GroupClosed(
                 f"sample(s) at index {late} arrived after the group was scored with {len(scored)} of {size} samples"
             )
         return Assembled(indices, [where[i] for i in indices], scored, size, result["payload"])
@@ -160,5 +170,9 @@ class GroupAssembler:
             return
         ASSEMBLY_GROUPS.labels(outcome="complete" if len(scored_indices) >= size else "partial").inc()
         await self.store.finish(
-            key, attempt, {"payload": payload, "scored_indices": scored_indices}, ok=True, ttl_s=self._ttl_s
+            key,
+            attempt,
+            {"payload": payload, "scored_indices": scored_indices, "finished_at": time.time()},
+            ok=True,
+            ttl_s=self._ttl_s,
         )

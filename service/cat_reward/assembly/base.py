@@ -10,6 +10,11 @@ class StoreConflict(Exception):
     """A sample contradicts the group's state (another rollout at its index, another size)."""
 
 
+class StoreFull(StoreConflict):
+    """A sample without an index for a group that already has all its samples (and does not
+    hold the same rollout, which would make the sample a retry of that one)."""
+
+
 @dataclass(frozen=True)
 class Added:
     indices: list[int]  # the index of each submitted sample, in order
@@ -49,5 +54,15 @@ class AssemblyStore(Protocol):
         ...
 
     async def recall(self, key: str, idempotency_key: str) -> list[int] | None: ...
+
+    async def generation(self, key: str) -> int:
+        """The current generation of a rolling group series (0 when none was advanced)."""
+        ...
+
+    async def advance_generation(self, key: str, expected: int, ttl_s: float) -> int:
+        """Compare-and-set: if the generation is still ``expected``, make it ``expected + 1``.
+        Returns the generation after the call, whoever advanced it (so racing callers that saw
+        the same full group all land on the same next one)."""
+        ...
 
     async def aclose(self) -> None: ...

@@ -6,7 +6,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from .base import Added, StoreConflict
+from .base import Added, StoreConflict, StoreFull
 
 
 @dataclass
@@ -29,13 +29,14 @@ def _place(samples: dict[int, str], rollout: str, size: int) -> int:
         for index, held in samples.items():
             if held == rollout:
                 return index
-        raise StoreConflict(f"the group already has its {size} samples")
+        raise StoreFull(f"the group already has its {size} samples")
     return next(i for i in range(size) if i not in samples)
 
 
 class MemoryAssemblyStore:
     def __init__(self) -> None:
         self._groups: dict[str, _Group] = {}
+        self._generations: dict[str, tuple[int, float]] = {}  # key -> (generation, expiry)
         self._lock = asyncio.Lock()
 
     def _get(self, key: str) -> _Group | None:
@@ -111,5 +112,18 @@ class MemoryAssemblyStore:
         group = self._get(key)
         return group.idempotency.get(idempotency_key) if group else None
 
+    async def generation(self, key):
+        held = self._generations.get(key)
+        return held[0] if held is not None and held[1] > time.time() else 0
+
+    async def advance_generation(self, key, expected, ttl_s):
+        async with self._lock:
+            current = await self.generation(key)
+            if current == expected:
+                current += 1
+                self._generations[key] = (current, time.time() + ttl_s)
+            return current
+
     async def aclose(self):
         self._groups.clear()
+        self._generations.clear()

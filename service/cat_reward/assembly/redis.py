@@ -8,7 +8,7 @@ import time
 
 import redis.asyncio as aioredis
 
-from .base import Added, StoreConflict
+from .base import Added, StoreConflict, StoreFull
 
 _ADD = """
 local meta, samples = KEYS[1], KEYS[2]
@@ -40,7 +40,7 @@ for i = 0, n - 1 do
       for j = 1, #all, 2 do
         if all[j + 1] == rollout then idx = all[j] break end
       end
-      if idx == '' then return {'conflict', 'the group already has its ' .. size .. ' samples'} end
+      if idx == '' then return {'full', 'the group already has its ' .. size .. ' samples'} end
     else
       local j = 0
       while redis.call('HEXISTS', samples, tostring(j)) == 1 do j = j + 1 end
@@ -74,6 +74,16 @@ return 1
 """
 
 
+_ADVANCE = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current == tonumber(ARGV[1]) then
+  current = current + 1
+  redis.call('SET', KEYS[1], current, 'PX', ARGV[2])
+end
+return current
+"""
+
+
 def _ms(seconds: float) -> str:
     return str(max(1, int(seconds * 1000)))
 
@@ -85,6 +95,7 @@ class RedisAssemblyStore:
         self._add = self._redis.register_script(_ADD)
         self._claim = self._redis.register_script(_CLAIM)
         self._finish = self._redis.register_script(_FINISH)
+        self._advance = self._redis.register_script(_ADVANCE)
 
     def _keys(self, key: str) -> dict[str, str]:
         base = self._ns + key
@@ -96,6 +107,8 @@ class RedisAssemblyStore:
         for index, rollout in samples:
             args += ["" if index is None else str(index), rollout]
         reply = await self._add(keys=[k["meta"], k["samples"]], args=args)
+        if reply[0] == "full":
+            raise StoreFull(reply[1])
         if reply[0] == "conflict":
             raise StoreConflict(reply[1])
         return Added(
@@ -139,6 +152,12 @@ class RedisAssemblyStore:
     async def recall(self, key, idempotency_key):
         raw = await self._redis.hget(self._keys(key)["idem"], idempotency_key)
         return json.loads(raw) if raw else None
+
+    async def generation(self, key):
+        return int(await self._redis.get(self._ns + "gen:" + key) or 0)
+
+    async def advance_generation(self, key, expected, ttl_s):
+        return int(await self._advance(keys=[self._ns + "gen:" + key], args=[str(expected), _ms(ttl_s)]))
 
     async def aclose(self):
         await self._redis.aclose()
