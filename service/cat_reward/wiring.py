@@ -15,6 +15,7 @@ from .engine.pipeline import CacheTTLs, CaTPipeline
 from .engine.ports import AnswerChecker, Roles
 from .engine.prompts import load_prompt_set
 from .assembly import MemoryAssemblyStore, RedisAssemblyStore
+from .auth import KeyStore, RateLimiter, load_keys
 from .rewarding import RewardService, SampleService
 from .observability import inject_request_id
 from .settings import Settings
@@ -32,6 +33,8 @@ class Services:
     samples: SampleService
     cache: ResilientCache | None = None
     history: object | None = None
+    keys: KeyStore | None = None  # None: open mode
+    rate_limiter: RateLimiter | None = None
     _closers: list = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -82,7 +85,12 @@ async def open_services(
     with_history: bool = True,
 ) -> Services:
     """Build everything a process needs. ``roles``/``checker``/``history`` may be injected (tests)."""
+    keys = load_keys(settings)  # first: a bad key configuration fails the start, before anything opens
     closers = []
+    rate_limiter = None
+    if settings.rate_limit_per_minute:
+        rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.redis_url, key_namespace(settings.cache_prefix))
+        closers.append(rate_limiter.aclose)
     if roles is None:
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
@@ -138,5 +146,7 @@ async def open_services(
         samples=SampleService(settings, rewards, assembly_store),
         cache=cache,
         history=history,
+        keys=keys,
+        rate_limiter=rate_limiter,
         _closers=closers,
     )

@@ -46,7 +46,7 @@ from ._support import (
 
 DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 # The CPU variant documented in the compose header and docker/README.md.
-CPU_ENV = {"CAT_ANCHOR_BASE_URL": "http://judge-cpu:8001/v1", "CAT_ANCHOR_MODEL": "SmolLM2-135M-Instruct"}
+CPU_ENV = {"CAT_API_KEYS": "dev-key:admin", "CAT_ANCHOR_BASE_URL": "http://judge-cpu:8001/v1", "CAT_ANCHOR_MODEL": "SmolLM2-135M-Instruct"}
 LONG_RUNNING = {"cat-reward", "nginx", "redis", "postgres", "vllm", "judge-cpu"}
 SETTINGS_VARS = {env_var(name, info) for name, info in Settings.model_fields.items()}
 

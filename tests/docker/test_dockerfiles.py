@@ -227,7 +227,7 @@ def test_the_service_image_command_serves_healthz(tmp_path):
     log = tmp_path / "serve.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            argv, cwd=tmp_path, env=_clean_env(CAT_DATA_DIR=str(data_dir)),
+            argv, cwd=tmp_path, env=_clean_env(CAT_DATA_DIR=str(data_dir), CAT_AUTH="open"),
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

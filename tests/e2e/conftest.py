@@ -87,7 +87,10 @@ def start_service(env_overrides: dict[str, str], log: Path) -> tuple[subprocess.
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAT_")}
     env["CAT_DATA_DIR"] = str(log.parent / "data")  # never the user's own history
+    env["CAT_AUTH"] = "open"  # tests of auth pass keys instead (an override drops this)
     env.update(env_overrides)
+    if "CAT_API_KEYS" in env_overrides or "CAT_API_KEYS_FILE" in env_overrides:
+        env.pop("CAT_AUTH", None)
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "cat_reward.cli", "serve", "--port", str(port)],

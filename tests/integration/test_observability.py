@@ -36,6 +36,7 @@ def serve(tmp_path, stub, *extra_args, **env_overrides):
         CAT_ANCHOR_BASE_URL=stub.url,
         CAT_ANCHOR_MODEL="stub-model",
         CAT_DATA_DIR=str(tmp_path / "data"),
+        CAT_AUTH="open",
         **env_overrides,
     )
     log = open(tmp_path / f"serve-{port}.log", "w")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from .. import __version__
 from ..engine.ports import AnswerChecker, Roles
 from ..settings import Settings
 from ..wiring import open_services
 from .errors import install_error_handlers
+from .security import require
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from .routes import health, metrics, openrlhf, rewards, rubrics, samples
 
@@ -50,10 +51,11 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObservabilityMiddleware)  # outermost: it also sees (and counts) 413s
-    app.include_router(rewards.router)
-    app.include_router(samples.router)
-    app.include_router(openrlhf.router)
-    app.include_router(rubrics.router)
-    app.include_router(health.router)
+    trainers = [Depends(require("rewards"))]
+    app.include_router(rewards.router, dependencies=trainers)
+    app.include_router(samples.router, dependencies=trainers)
+    app.include_router(openrlhf.router, dependencies=trainers)
+    app.include_router(rubrics.router, dependencies=[Depends(require("audit"))])
+    app.include_router(health.router)  # probes and metrics stay open for the orchestrator and Prometheus
     app.include_router(metrics.router)
     return app

@@ -20,9 +20,19 @@ log = logging.getLogger(__name__)
 class HTTPProblem(Exception):
     """An HTTP-level condition outside the engine (unknown record, history down), in the same envelope."""
 
-    def __init__(self, status: int, type: str, message: str, *, param: str | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        message: str,
+        *,
+        param: str | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
         self.body = ErrorBody(type=type, message=message, param=param, retry_after=retry_after, status=status)
 
 
@@ -57,7 +67,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPProblem)
     async def _problem(request: Request, exc: HTTPProblem) -> JSONResponse:
-        return error_response(exc.status, exc.body)
+        response = error_response(exc.status, exc.body)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
