@@ -24,6 +24,7 @@ def _worker_main(conn: Connection, timeout_s: int) -> None:  # pragma: no cover 
     from math_verify.errors import TimeoutException
 
     configs = [LatexExtractionConfig(), ExprExtractionConfig()]
+    conn.send("ready")  # imports done: from here on, only checking counts against the deadline
 
     def parsed(answer: str):
         text = answer.strip()
@@ -69,12 +70,19 @@ def _worker_main(conn: Connection, timeout_s: int) -> None:  # pragma: no cover 
             conn.send((None, f"error: {type(exc).__name__}: {exc}"[:300]))
 
 
+STARTUP_TIMEOUT_S = 120.0  # spawning and importing sympy can take seconds on a loaded machine
+
+
 class _Worker:
     def __init__(self, ctx: mp.context.BaseContext, timeout_s: int) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child, timeout_s), daemon=True)
         self.process.start()
         child.close()
+        # Wait for the imports here, so a check's deadline never pays for a worker's start-up.
+        if not self.conn.poll(STARTUP_TIMEOUT_S) or self.conn.recv() != "ready":
+            self.kill()
+            raise RuntimeError("a math-verify worker did not start")
 
     def kill(self) -> None:
         try:
