@@ -4,20 +4,16 @@ process (also with several workers) against a stub OpenAI-compatible backend."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
 
 from cat_reward.observability import JsonFormatter, request_id
+from tests.support.service import serve as serve_process
+from tests.support.service import stop
 from tests.support.stub_llm import StubServer
 
-from .conftest import free_port
 
 MARKER = "SECRET-ROLLOUT-MARKER-7731"
 BODY = {"prompt": "2+3?", "rollouts": [f"{MARKER} five", "\\boxed{5}"], "mode": "rubric"}
@@ -30,40 +26,7 @@ def stub():
 
 
 def serve(tmp_path, stub, *extra_args, **env_overrides):
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAT_", "PROMETHEUS_"))}
-    env.update(
-        CAT_ANCHOR_BASE_URL=stub.url,
-        CAT_ANCHOR_MODEL="stub-model",
-        CAT_DATA_DIR=str(tmp_path / "data"),
-        CAT_AUTH="open",
-        **env_overrides,
-    )
-    log = open(tmp_path / f"serve-{port}.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cat_reward.cli", "serve", "--port", str(port), *extra_args],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return process, url, tmp_path / f"serve-{port}.log"
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise RuntimeError((tmp_path / f"serve-{port}.log").read_text())
-
-
-def stop(process):
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    return serve_process(tmp_path, *extra_args, CAT_ANCHOR_BASE_URL=stub.url, CAT_ANCHOR_MODEL="stub-model", **env_overrides)
 
 
 def sample(text: str, name: str, **labels) -> float:

@@ -99,5 +99,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that is not JSON at all (e.g. not UTF-8): bad input like any other
+            return error_response(
+                422, ErrorBody(type="invalid_request", message=f"body: {exc.detail}", param="body", status=422)
+            )
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, ErrorBody(type=kind, message=str(exc.detail), status=exc.status_code))
+        response = error_response(exc.status_code, ErrorBody(type=kind, message=str(exc.detail), status=exc.status_code))
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response

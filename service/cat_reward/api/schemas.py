@@ -26,7 +26,8 @@ def _check_prompt(value):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are errors, and JSON types are taken as they are (true is not 1, "5" is not 5).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ChatMessage(_Strict):

@@ -12,7 +12,11 @@ from ..schemas import BatchRequest, BatchResponse, ErrorResponse, RewardRequest,
 router = APIRouter(tags=["rewards"])
 
 ERROR_RESPONSES = {
+    401: {"model": ErrorResponse, "description": "No API key, or an unknown one (when keys are configured)."},
+    403: {"model": ErrorResponse, "description": "The key lacks the `rewards` scope."},
+    413: {"model": ErrorResponse, "description": "The body is over CAT_MAX_BODY_BYTES."},
     422: {"model": ErrorResponse, "description": "Invalid request; `error.param` names the field."},
+    429: {"model": ErrorResponse, "description": "Over the key's rate limit; retry after `Retry-After`."},
     502: {"model": ErrorResponse, "description": "The anchor or judge produced unusable output."},
     503: {"model": ErrorResponse, "description": "The anchor or judge is unreachable; retry after `Retry-After`."},
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from ...rewarding import prompt_hash as hash_prompt
 from ...storage import StoreUnavailable
@@ -13,6 +13,7 @@ from ..errors import HTTPProblem
 from ..schemas import ErrorResponse, RecordOut, RecordPage, RecordSummary
 
 router = APIRouter(tags=["history"])
+_LIST_PARAMS = {"prompt", "prompt_hash", "run_id", "limit", "cursor", "api_key"}
 
 
 def _history(services):
@@ -24,7 +25,13 @@ def _history(services):
 @router.get(
     "/rubrics/{rubric_id}",
     response_model=RecordOut,
-    responses={404: {"model": ErrorResponse, "description": "No record with this id."}},
+    responses={
+        401: {"model": ErrorResponse, "description": "No API key, or an unknown one."},
+        403: {"model": ErrorResponse, "description": "The key lacks the `audit` scope."},
+        404: {"model": ErrorResponse, "description": "No record with this id."},
+        429: {"model": ErrorResponse, "description": "Over the key's rate limit."},
+        503: {"model": ErrorResponse, "description": "The history database is unreachable."},
+    },
     summary="One scored group: prompt, rollouts, reference, criteria, every verdict, rewards, models",
 )
 async def get_rubric(rubric_id: str, services: ServicesDep) -> RecordOut:
@@ -46,12 +53,16 @@ async def get_rubric(rubric_id: str, services: ServicesDep) -> RecordOut:
     "/rubrics",
     response_model=RecordPage,
     responses={
+        401: {"model": ErrorResponse, "description": "No API key, or an unknown one."},
+        403: {"model": ErrorResponse, "description": "The key lacks the `audit` scope."},
         422: {"model": ErrorResponse, "description": "Bad filter or cursor."},
+        429: {"model": ErrorResponse, "description": "Over the key's rate limit."},
         503: {"model": ErrorResponse, "description": "The history database is unreachable."},
     },
     summary="The history, newest first, paginated",
 )
 async def list_rubrics(
+    request: Request,
     services: ServicesDep,
     prompt: Annotated[str | None, Query(description="A plain-text prompt (hashed here).")] = None,
     prompt_hash: Annotated[str | None, Query(description="`prompt_hash` from a reward response.")] = None,
@@ -59,6 +70,9 @@ async def list_rubrics(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> RecordPage:
+    unknown = sorted(set(request.query_params) - _LIST_PARAMS)
+    if unknown:  # a typo ("run=") must not silently widen the listing
+        raise HTTPProblem(422, "invalid_request", f"unknown query parameter(s): {', '.join(unknown)}", param=unknown[0])
     if prompt is not None and prompt_hash is not None:
         raise HTTPProblem(422, "invalid_request", "give either prompt or prompt_hash, not both", param="prompt_hash")
     wanted = hash_prompt(prompt) if prompt is not None else prompt_hash
