@@ -19,13 +19,14 @@ from .types import Verdict
 
 YES_NO = ("yes", "no")
 _WORD = re.compile(r"[a-z]+")
-_FENCE = re.compile(r"<\s*/?\s*(response|reference)\s*>", re.IGNORECASE)
+# The fence tags, and what could pass for them: spaced, HTML-escaped, full-width brackets.
+_FENCE = re.compile(r"(?:<|&lt;|\uff1c)\s*(/?)\s*(response|reference)\s*(?:>|&gt;|\uff1e)", re.IGNORECASE)
 TOP_LOGPROBS = 10
 
 
 def fence(text: str) -> str:
     """Neutralise look-alikes of the tags that delimit data in judge prompts."""
-    return _FENCE.sub(lambda m: m.group(0).replace("<", "\u2039").replace(">", "\u203a"), text.strip())
+    return _FENCE.sub(lambda m: f"\u2039{m.group(1)}{m.group(2)}\u203a", text.strip())
 
 
 def parse_yes_no(text: str) -> bool | None:
