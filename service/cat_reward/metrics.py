@@ -33,6 +33,9 @@ UNCOMPUTED_REWARDS = Counter("cat_rewards_uncomputed_total", "Rollouts whose rew
 VERDICT_PARSE_FAILURES = Counter(
     "cat_verdict_parse_failures_total", "Verdicts still unparseable after every attempt (the rollout's reward is null)."
 )
+INJECTION_FLAGS = Counter(
+    "cat_injection_flags_total", "Rollouts flagged as possible judge injections, by kind.", ["kind"]
+)
 VERDICT_RETRIES = Counter("cat_verdict_retries_total", "Extra judge calls made because a verdict did not parse.")
 
 CACHE_REQUESTS = Counter(

@@ -28,12 +28,14 @@ from .assembly import GroupAssembler
 from .assembly import SampleIn as AssemblySample
 from .engine.concurrency import gather_bounded
 from .engine.errors import CatError, InvalidGroup, LLMUnavailable
+from .engine.injection import injection_flags
 from .engine.pipeline import CaTPipeline
 from .engine.types import Group
 from .metrics import (
     DISCRIMINATING_CRITERIA,
     GROUPS_SCORED,
     HISTORY_WRITE_ERRORS,
+    INJECTION_FLAGS,
     OUTBOX_DEPTH,
     REWARDS,
     RUBRIC_REGENERATIONS,
@@ -129,6 +131,11 @@ class RewardService:
     async def score(self, request: RewardRequest, idempotency_key: str | None = None, *, group: Group | None = None) -> RewardResponse:
         group = group or self.to_group(request)
         outcome = await self.pipeline.score(group)
+        for rollout in outcome.rollouts:  # rollouts are data; flag the ones that talk to the judge
+            flags = injection_flags(group.rollouts[rollout.index])
+            rollout.flags.extend(flags)
+            for flag in flags:
+                INJECTION_FLAGS.labels(kind=flag.split(":", 1)[1]).inc()
         _observe(outcome)
         metadata = request.metadata.model_dump() if request.metadata else None
         rid = record_id(outcome.fingerprint, metadata, idempotency_key)
