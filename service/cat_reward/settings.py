@@ -125,6 +125,18 @@ class Settings(BaseSettings):
         "comma-separated.",
     )
 
+    # --- verdict batching (judge) ------------------------------------------------------------
+    verdict_batching: bool = Field(
+        default=True,
+        description="Score verdicts as single tokens, many prompts per /v1/completions request, when the judge "
+        "backend has it (CAT_JUDGE_BACKEND=vllm, or detected); otherwise, or when off, one chat call per verdict.",
+    )
+    verdict_batch_size: int = Field(default=64, ge=1, le=4096, description="Most verdict prompts in one judge request.")
+    verdict_batch_wait_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="How long a verdict waits for others (any group) to fill its batch."
+    )
+    verdict_batch_inflight: int = Field(default=4, ge=1, description="Verdict batches in flight per judge and process.")
+
     # --- history (SQL) ---------------------------------------------------------------------
     data_dir: Path = Field(
         default=Path.home() / ".local" / "share" / "cat-reward",

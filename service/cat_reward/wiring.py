@@ -14,6 +14,7 @@ from .cache import MemoryCache, RedisCache, ResilientCache, key_namespace
 from .engine.pipeline import CacheTTLs, CaTPipeline
 from .engine.ports import AnswerChecker, Roles
 from .engine.prompts import load_prompt_set
+from .metrics import LLM_CALLS, LLM_LATENCY, LLM_TOKENS
 from .assembly import MemoryAssemblyStore, RedisAssemblyStore
 from .auth import KeyStore, RateLimiter, load_keys
 from .rewarding import RewardService, SampleService
@@ -46,6 +47,18 @@ class Services:
         self._closers.clear()
 
 
+def observe_scoring_batch(
+    role: str, stage: str, outcome: str, latency_s: float, prompt_tokens: int, completion_tokens: int
+) -> None:
+    """LLM metrics for the judge's batched single-token scoring requests (one call per batch,
+    whatever number of verdicts and groups it carried), as InstrumentedLLM counts chat calls."""
+    LLM_CALLS.labels(role=role, stage=stage, outcome=outcome).inc()
+    LLM_LATENCY.labels(role=role, stage=stage).observe(latency_s)
+    if outcome == "ok":
+        LLM_TOKENS.labels(role=role, stage=stage, kind="prompt").inc(prompt_tokens)
+        LLM_TOKENS.labels(role=role, stage=stage, kind="completion").inc(completion_tokens)
+
+
 def build_roles(settings: Settings, http: httpx.AsyncClient) -> Roles:
     common = dict(http=http, max_retries=settings.llm_max_retries, max_inflight=settings.llm_max_inflight)
     anchor = OpenAICompatClient(
@@ -54,6 +67,7 @@ def build_roles(settings: Settings, http: httpx.AsyncClient) -> Roles:
         base_urls=settings.anchor_base_url,
         api_key=settings.anchor_api_key.get_secret_value() if settings.anchor_api_key else None,
         kind=settings.anchor_backend,
+        yes_no_scoring=False,  # only the judge scores verdicts
         **common,
     )
     judge_key = settings.judge_api_key or settings.anchor_api_key
@@ -63,6 +77,11 @@ def build_roles(settings: Settings, http: httpx.AsyncClient) -> Roles:
         base_urls=settings.judge_urls,
         api_key=judge_key.get_secret_value() if judge_key else None,
         kind=settings.judge_kind,  # type: ignore[arg-type]
+        yes_no_scoring=settings.verdict_batching,
+        score_batch_size=settings.verdict_batch_size,
+        score_batch_wait_s=settings.verdict_batch_wait_ms / 1000,
+        score_max_inflight=settings.verdict_batch_inflight,
+        observe_batch=observe_scoring_batch,
         **common,
     )
     return Roles(anchor=anchor, judge=judge)

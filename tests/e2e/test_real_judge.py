@@ -71,7 +71,9 @@ def test_rubric_mode(http):
     usage = data["usage"]
     assert usage["stages"]["synthesis"]["calls"] == 1
     assert usage["stages"]["rubric"]["calls"] >= 1
-    assert usage["stages"]["verdict"]["calls"] >= 3 * n
+    # On vLLM the verdicts go out as batched single-token scores: few calls, one token each.
+    assert 1 <= usage["stages"]["verdict"]["calls"] <= 3 * n
+    assert usage["stages"]["verdict"]["completion_tokens"] <= 3 * n * 3
     assert usage["llm_calls"] == sum(s["calls"] for s in usage["stages"].values())
     assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
     assert data["reference_details"]["rubric"]["structured_output"] is True
@@ -106,7 +108,7 @@ def test_judge_mode(http):
     data = response.json()
     check_common(data, 3)
     assert data["rubric"] == [] and data["rubric_id"] is None
-    assert data["usage"]["stages"]["equivalence"]["calls"] >= 3
+    assert data["usage"]["stages"]["equivalence"]["calls"] >= 1
     for detail in data["details"]:
         assert len(detail["verdicts"]) == 1
 
@@ -288,7 +290,7 @@ def test_supplied_healthbench_rubric(http):
     data = response.json()
     assert data["aggregator"] == "none"
     assert "synthesis" not in data["usage"]["stages"] and "rubric" not in data["usage"]["stages"]
-    assert data["usage"]["stages"]["verdict"]["calls"] >= 6
+    assert data["usage"]["stages"]["verdict"]["calls"] >= 1
     for detail in data["details"]:
         if detail["reward"] is not None:
             met_points = sum(c["weight"] for c, v in zip(data["rubric"], detail["verdicts"]) if v["met"])

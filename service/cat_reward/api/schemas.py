@@ -66,6 +66,10 @@ class RewardOptions(_Strict):
         description="anchor: self-proposed rubric; supplied: the request's `rubric`; both: both, side by side "
         "(`rewards` from the self-proposed one, `supplied` from the caller's). Default: supplied when `rubric` is sent.",
     )
+    fused: bool | None = Field(
+        default=None,
+        description="Synthesis and rubric in one anchor generation (default off: the paper's two steps).",
+    )
     regenerate_flat_rubric: bool | None = Field(
         default=None,
         description="When no self-proposed criterion separates the rollouts (each met by all or by none), ask the "
@@ -162,6 +166,7 @@ class RewardRequest(_Strict):
             reuse_rubric=settings.reuse_rubric if o.reuse_rubric is None else o.reuse_rubric,
             rubric_source=rubric_source,
             regenerate_flat_rubric=bool(o.regenerate_flat_rubric),
+            fused=bool(o.fused),
             scrl=ScrlThresholds(
                 min_share=o.scrl_min_share if o.scrl_min_share is not None else 0.5,
                 margin=o.scrl_margin if o.scrl_margin is not None else 0.15,

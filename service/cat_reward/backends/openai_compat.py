@@ -10,6 +10,16 @@ fit the context).
 What a backend can do (force JSON with a schema, force one of a few choices, return logprobs)
 is configured per role, or detected once (``kind="auto"``: vLLM answers ``GET /version``);
 it is never assumed.
+
+On vLLM the client can also score many yes/no verdicts in one request (``score_yes_no``): the
+prompts, each a conversation rendered with the model's own chat template (see
+``chat_template``), go as one list to ``/v1/completions`` with ``max_tokens: 1``, the token
+restricted to the answer words the chat path forces (``allowed_token_ids`` of "yes" and "no",
+each one token) and their logprobs returned (``logprob_token_ids``, else top-k; OpenAI legacy
+format). Measured on the CPU judge, the verdicts and P(yes) equal the chat path's (same
+prompt tokens, same two allowed answers). Verdicts from concurrent groups are coalesced into
+shared batches (``coalescer``). Every part of that path is probed once before use; whatever
+fails the probe makes ``yes_no_scoring()`` false, and the engine asks through the chat endpoint.
 """
 
 from __future__ import annotations
@@ -20,18 +30,28 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 import httpx
 
 from ..engine.errors import LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.ports import ChatRequest, ChatResult
+from ..engine.ports import ChatRequest, ChatResult, ScoringUnavailable, YesNoScore
+from .chat_template import CHECK_CONTENT, TemplateMismatch, TemplateSkeleton, probe_messages, sentinels
+from .coalescer import Coalescer
 
 log = logging.getLogger(__name__)
 
+
 BackendKind = Literal["auto", "vllm", "openai", "generic"]
+# (role, stage, outcome "ok"/"error", latency_s, prompt_tokens, completion_tokens) of each scoring
+# request: a batch is one backend call, whatever number of groups it served.
+BatchObserver = Callable[[str, str, str, float, int, int], None]
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 REJECTED_STATUS = {400, 413, 422}
+DEFAULT_CHOICES = ("yes", "no")  # the engine's verdict words (engine.judge.YES_NO)
+PROBE_PROMPT = "Is the sky blue? Answer yes or no.\nAnswer:"
+TEMPLATE_TTL_S = 3600.0  # re-probe a chat template hourly (templates that print the date)
 
 
 @dataclass(frozen=True)
@@ -40,10 +60,13 @@ class Capabilities:
     json_schema: bool  # response_format {"type": "json_schema"} is honoured
     choice: bool  # vLLM's structured_outputs {"choice": [...]} is honoured
     logprobs: bool  # chat logprobs/top_logprobs are returned
+    # /v1/completions takes a list of prompts and returns legacy logprobs, /tokenize and
+    # /detokenize apply the chat template, allowed_token_ids restricts a token: batched scoring.
+    completions_scoring: bool = False
 
 
 CAPABILITIES: dict[str, Capabilities] = {
-    "vllm": Capabilities("vllm", json_schema=True, choice=True, logprobs=True),
+    "vllm": Capabilities("vllm", json_schema=True, choice=True, logprobs=True, completions_scoring=True),
     "openai": Capabilities("openai", json_schema=True, choice=False, logprobs=True),
     "generic": Capabilities("generic", json_schema=False, choice=False, logprobs=True),
 }
@@ -61,6 +84,10 @@ def _error_message(response: httpx.Response) -> str:
         if isinstance(body.get("detail"), str):
             return body["detail"][:500]
     return str(body)[:500]
+
+
+def _server_root(base: str) -> str:
+    return base[: -len("/v1")] if base.endswith("/v1") else base
 
 
 def _retry_after(response: httpx.Response | None) -> float | None:
@@ -89,6 +116,12 @@ class OpenAICompatClient:
         max_inflight: int = 64,
         backoff_base_s: float = 0.25,
         backoff_max_s: float = 8.0,
+        yes_no_scoring: bool = True,
+        score_batch_size: int = 64,
+        score_batch_wait_s: float = 0.005,
+        score_max_inflight: int = 4,
+        score_top_logprobs: int = 20,
+        observe_batch: BatchObserver | None = None,
     ) -> None:
         if not base_urls:
             raise ValueError(f"{role}: at least one base URL is needed")
@@ -105,6 +138,23 @@ class OpenAICompatClient:
         self._inflight = asyncio.Semaphore(max_inflight)
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
+        # single-token yes/no scoring
+        self._scoring_wanted = yes_no_scoring
+        self._scoring_ok: bool | None = None  # None: not probed yet
+        self._scoring_lock = asyncio.Lock()
+        self._choice_token_ids: dict[tuple[str, ...], tuple[int, ...]] = {}
+        self._logprob_mode = "top_k"  # or "token_ids": see _probe_scoring
+        self._skeletons: dict[tuple[str, ...], tuple[TemplateSkeleton | None, float]] = {}
+        self._template_lock = asyncio.Lock()
+        self._score_top_logprobs = score_top_logprobs
+        self._observe_batch = observe_batch
+        self._batch_ids = itertools.count(1)
+        self._coalescer: Coalescer = Coalescer(
+            self._score_batch_once,
+            max_batch=score_batch_size,
+            max_wait_s=score_batch_wait_s,
+            max_inflight=score_max_inflight,
+        )
 
     # -- capabilities -------------------------------------------------------------------
     async def capabilities(self) -> Capabilities:
@@ -118,7 +168,7 @@ class OpenAICompatClient:
     async def _detect(self) -> Capabilities:
         last_error: Exception | None = None
         for base in self.base_urls:
-            root = base[: -len("/v1")] if base.endswith("/v1") else base
+            root = _server_root(base)
             try:
                 response = await self._http.get(f"{root}/version", headers=self._headers, timeout=5.0)
             except httpx.HTTPError as exc:
@@ -192,15 +242,17 @@ class OpenAICompatClient:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise LLMBadResponse(f"{self.role} backend sent an unreadable completion: {exc!r}", role=self.role) from exc
 
-    async def _post(self, path: str, body: dict) -> dict:
+    async def _post(self, path: str, body: dict, *, root: bool = False) -> dict:
+        """POST to ``<base>/v1<path>`` (or ``<server root><path>`` with ``root``), retried."""
         last_problem = "no attempt made"
         retry_after: float | None = None
         async with self._inflight:
             for attempt in range(self._max_retries + 1):
                 base = self.base_urls[next(self._rr)]
+                url = (_server_root(base) if root else base) + path
                 response: httpx.Response | None = None
                 try:
-                    response = await self._http.post(base + path, json=body, headers=self._headers)
+                    response = await self._http.post(url, json=body, headers=self._headers)
                 except httpx.TimeoutException as exc:
                     last_problem = f"timed out ({type(exc).__name__}) at {base}"
                 except httpx.TransportError as exc:
@@ -236,6 +288,204 @@ class OpenAICompatClient:
             retry_after=retry_after,
         )
 
+    # -- single-token yes/no scoring ----------------------------------------------------
+    async def yes_no_scoring(self) -> bool:
+        """Can verdicts go through ``score_yes_no``? Needs a backend configured or detected as
+        vLLM, and a one-time probe to pass: the answer words are single tokens, and a one-prompt
+        batch comes back in the expected shape. A backend that is down is probed again later."""
+        if not self._scoring_wanted:
+            return False
+        if self._scoring_ok is not None:
+            return self._scoring_ok
+        try:
+            caps = await self.capabilities()
+        except LLMUnavailable:
+            return False
+        if not caps.completions_scoring:
+            self._scoring_ok = False
+            return False
+        async with self._scoring_lock:
+            if self._scoring_ok is None:
+                try:
+                    self._scoring_ok = await self._probe_scoring()
+                except LLMUnavailable as exc:
+                    log.info("%s: single-token scoring not probed yet (%s)", self.role, exc)
+                    return False
+        return self._scoring_ok
+
+    async def _choice_ids(self, choices: tuple[str, ...]) -> tuple[int, ...]:
+        """The token id of each answer word; ``ScoringUnavailable`` unless each is one token."""
+        if choices not in self._choice_token_ids:
+            ids = []
+            for word in choices:
+                body = {"model": self.model, "prompt": word, "add_special_tokens": False}
+                tokens = (await self._post("/tokenize", body, root=True))["tokens"]
+                if len(tokens) != 1:
+                    raise ScoringUnavailable(f"{word!r} is {len(tokens)} tokens for {self.model}, not one")
+                ids.append(int(tokens[0]))
+            self._choice_token_ids[choices] = tuple(ids)
+        return self._choice_token_ids[choices]
+
+    async def _probe_scoring(self) -> bool:
+        try:
+            await self._choice_ids(DEFAULT_CHOICES)
+            # The exact request shape scoring will use, on a prompt that needs no template. First
+            # with the answer tokens' logprobs asked by id (exact, whatever their rank), else (a
+            # vLLM without ``logprob_token_ids``) with the top-k alternatives.
+            for mode in ("token_ids", "top_k"):
+                self._logprob_mode = mode
+                [probe] = await self._score_batch_once(("probe", 0.0, None, DEFAULT_CHOICES), [PROBE_PROMPT])
+                if isinstance(probe, YesNoScore) and probe.text in DEFAULT_CHOICES:
+                    if set(DEFAULT_CHOICES) <= probe.top_logprobs.keys() or (mode == "top_k" and probe.top_logprobs):
+                        break
+            else:
+                raise ScoringUnavailable(f"the probe batch came back without usable logprobs: {probe!r}")
+        except (LLMBadResponse, LLMRequestRejected, ScoringUnavailable, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: single-token yes/no scoring unavailable, verdicts use chat completions (%s)", self.role, exc)
+            return False
+        log.info("%s: single-token yes/no scoring on (logprobs by %s)", self.role, self._logprob_mode)
+        return True
+
+    async def render_prompts(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        """Each conversation rendered as the backend's chat endpoint would (its chat template,
+        with the generation prompt). Raises ``ScoringUnavailable`` when that cannot be reproduced."""
+        rendered = []
+        for messages in conversations:
+            skeleton = await self._skeleton(tuple(m["role"] for m in messages))
+            rendered.append(skeleton.render(messages))
+        return rendered
+
+    async def _skeleton(self, roles: tuple[str, ...]) -> TemplateSkeleton:
+        entry = self._skeletons.get(roles)
+        if entry is None or entry[1] < time.monotonic():
+            async with self._template_lock:
+                entry = self._skeletons.get(roles)
+                if entry is None or entry[1] < time.monotonic():
+                    entry = (await self._probe_template(roles), time.monotonic() + TEMPLATE_TTL_S)
+                    self._skeletons[roles] = entry
+        if entry[0] is None:
+            raise ScoringUnavailable(f"the {self.role} chat template for roles {roles} cannot be reproduced")
+        return entry[0]
+
+    async def _probe_template(self, roles: tuple[str, ...]) -> TemplateSkeleton | None:
+        """Derive the template's fixed pieces from a sentinel conversation, then check that a
+        conversation with awkward content renders to the same tokens both ways."""
+
+        async def chat_tokens(messages: list[dict[str, str]]) -> list[int]:
+            body = {"model": self.model, "messages": messages, "add_generation_prompt": True}
+            return (await self._post("/tokenize", body, root=True))["tokens"]
+
+        try:
+            marks = sentinels(len(roles))
+            tokens = await chat_tokens(probe_messages(roles, marks))
+            text = (await self._post("/detokenize", {"model": self.model, "tokens": tokens}, root=True))["prompt"]
+            skeleton = TemplateSkeleton.from_rendering(roles, text, marks)
+            check = probe_messages(roles, [f"{CHECK_CONTENT}({i})" for i in range(len(roles))])
+            expected = await chat_tokens(check)
+            for candidate in (skeleton, skeleton.stripping()):
+                body = {"model": self.model, "prompt": candidate.render(check), "add_special_tokens": False}
+                if (await self._post("/tokenize", body, root=True))["tokens"] == expected:
+                    return candidate
+            raise TemplateMismatch("the locally rendered check conversation tokenizes differently")
+        except (LLMBadResponse, LLMRequestRejected, TemplateMismatch, KeyError, TypeError, ValueError) as exc:
+            log.warning("%s: cannot reproduce the chat template for roles %s: %s", self.role, roles, exc)
+            return None
+
+    async def score_yes_no(
+        self,
+        prompts: list[str],
+        *,
+        stage: str = "verdict",
+        temperature: float = 0.0,
+        seed: int | None = None,
+        choices: tuple[str, ...] = DEFAULT_CHOICES,
+    ) -> list[YesNoScore]:
+        """One generated token per rendered prompt, restricted to ``choices`` (each a single
+        token), with the choices' logprobs. The prompts join the shared batches of every
+        concurrent caller with the same sampling parameters."""
+        if not await self.yes_no_scoring():
+            raise ScoringUnavailable(f"{self.role} backend has no single-token scoring")
+        await self._choice_ids(choices)
+        key = (stage, float(temperature), seed if temperature > 0 else None, choices)  # greedy: the seed is moot
+        return await self._coalescer.submit(key, prompts)
+
+    async def _score_batch_once(self, key: tuple, prompts: list[str]) -> list:
+        """One /v1/completions request for ``prompts``; per prompt a ``YesNoScore`` or the error
+        for that prompt. A rejected batch is split in halves until the rejected prompts are found
+        (a prompt too long for the context must not fail the other groups in its batch)."""
+        stage, temperature, seed, choices = key
+        ids = list(self._choice_token_ids[choices])
+        body = {
+            "model": self.model,
+            "prompt": prompts,
+            "max_tokens": 1,
+            "temperature": temperature,
+            "add_special_tokens": False,  # the chat template already holds any BOS, as in chat
+            # The same answers the chat path forces with structured_outputs {"choice": ...}: the
+            # token and P(yes) come out equal to a chat verdict's, one token instead of a call.
+            "allowed_token_ids": ids,
+        }
+        if self._logprob_mode == "token_ids":
+            body["logprobs"] = 0  # the generated token, plus each choice by id
+            body["logprob_token_ids"] = ids
+        else:
+            body["logprobs"] = self._score_top_logprobs
+        if seed is not None:
+            body["seed"] = seed
+        started = time.perf_counter()
+        try:
+            data = await self._post("/completions", body)
+        except LLMRequestRejected as exc:
+            self._observe(stage, "error", time.perf_counter() - started, 0, 0)
+            if len(prompts) == 1:
+                return [exc]
+            half = len(prompts) // 2
+            return await self._score_batch_once(key, prompts[:half]) + await self._score_batch_once(key, prompts[half:])
+        except BaseException:
+            self._observe(stage, "error", time.perf_counter() - started, 0, 0)
+            raise
+        usage = (data.get("usage") if isinstance(data, dict) else None) or {}
+        self._observe(
+            stage, "ok", time.perf_counter() - started,
+            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0),
+        )
+        return self._parse_scores(data, prompts, choices)
+
+    def _observe(self, stage: str, outcome: str, latency_s: float, prompt_tokens: int, completion_tokens: int) -> None:
+        if self._observe_batch is not None and stage != "probe":
+            try:
+                self._observe_batch(self.role, stage, outcome, latency_s, prompt_tokens, completion_tokens)
+            except Exception:  # noqa: BLE001 - metrics must never fail a request
+                log.exception("batch observer failed")
+
+    def _parse_scores(self, data: dict, prompts: list[str], answers: tuple[str, ...]) -> list[YesNoScore]:
+        batch_id = f"{self.role}-{next(self._batch_ids)}"
+        try:
+            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+            if len(choices) != len(prompts):
+                raise ValueError(f"{len(choices)} choices for {len(prompts)} prompts")
+            usage = data.get("usage") or {}
+            shares = _apportion(int(usage.get("prompt_tokens") or 0), [len(p) for p in prompts])
+            scores = []
+            for choice, prompt_tokens in zip(choices, shares):
+                text = choice.get("text") or ""
+                top = _first_position(choice.get("logprobs"), text)
+                if self._logprob_mode == "top_k":  # keep what the chat path's P(yes) sees: the choices
+                    top = {t: v for t, v in top.items() if t in answers or t == text}
+                scores.append(
+                    YesNoScore(
+                        text=text,
+                        top_logprobs=top,
+                        model=data.get("model", self.model),
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=1 if text else 0,
+                        batch_id=batch_id,
+                    )
+                )
+            return scores
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise LLMBadResponse(f"{self.role} backend sent unreadable completions logprobs: {exc!r}", role=self.role) from exc
+
     # -- readiness ----------------------------------------------------------------------
     async def probe(self) -> dict:
         """Is the model served at each endpoint? Used by /readyz."""
@@ -262,3 +512,30 @@ class OpenAICompatClient:
             except LLMUnavailable:
                 pass
         return result
+
+
+def _apportion(total: int, weights: list[int]) -> list[int]:
+    """Split a batch's token count over its prompts in proportion to their lengths (sums to total)."""
+    weight = sum(weights) or 1
+    shares = [total * w // weight for w in weights]
+    if shares:
+        shares[-1] += total - sum(shares)
+    return shares
+
+
+def _first_position(logprobs: dict | None, text: str) -> dict[str, float]:
+    """Alternatives at the first generated position, from the OpenAI legacy completions format
+    (``top_logprobs: [{token: logprob}]``, what vLLM sends) or the chat format
+    (``content: [{token, logprob, top_logprobs: [...]}]``, what llama.cpp sends)."""
+    if not logprobs:
+        return {}
+    if logprobs.get("content"):
+        first = logprobs["content"][0]
+        top = {alt["token"]: float(alt["logprob"]) for alt in first.get("top_logprobs") or []}
+        top.setdefault(first["token"], float(first["logprob"]))
+        return top
+    top = dict((logprobs.get("top_logprobs") or [None])[0] or {})
+    tokens, values = logprobs.get("tokens") or [], logprobs.get("token_logprobs") or []
+    if tokens and values and values[0] is not None:
+        top.setdefault(tokens[0], values[0])
+    return top

@@ -50,9 +50,15 @@ def _options(group: Group, names: tuple[str, ...]) -> dict:
     return {name: full[name] for name in names}
 
 
+def _fused(group: Group) -> dict:
+    # Only when on, so the keys of every two-step group stay what they were.
+    return {"fused": True} if getattr(group.options, "fused", False) else {}
+
+
 def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_version: str) -> str:
     return _digest(
         {
+            **_fused(group),
             "prompt": group.prompt,
             "rollouts": group.rollouts,
             "mode": group.mode,
@@ -74,6 +80,7 @@ def reference_key(fingerprint: str) -> str:
 def prompt_rubric_key(group: Group, anchor_model: str, prompt_version: str) -> str:
     return "prompt-rubric:" + _digest(
         {
+            **_fused(group),
             "prompt": group.prompt,
             "mode": group.mode,
             "options": _options(group, _RUBRIC_OPTIONS),

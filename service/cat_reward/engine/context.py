@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .ports import AnswerChecker, ChatRequest, ChatResult, EquivalenceResult, Roles
+from .ports import AnswerChecker, ChatRequest, ChatResult, EquivalenceResult, Roles, YesNoScore
 from .prompts import PromptSet
 from .types import Group, Usage
 
@@ -41,6 +41,28 @@ class GroupContext:
         stage.prompt_tokens += result.prompt_tokens
         stage.completion_tokens += result.completion_tokens
         return result
+
+    async def judge_scores(
+        self, prompts: list[str], stage: str, *, temperature: float, seed: int | None, choices: tuple[str, ...]
+    ) -> list[YesNoScore]:
+        """Single-token yes/no scores from the judge. A stage's ``calls`` counts the backend
+        requests that carried this group's prompts (batches are shared with other groups; their
+        prompt tokens are apportioned by the backend adapter)."""
+        started = time.perf_counter()
+        usage = self.usage.stage(stage)
+        try:
+            scores = await self.roles.judge.score_yes_no(
+                prompts, stage=stage, temperature=temperature, seed=seed, choices=choices
+            )
+        except BaseException:
+            usage.calls += 1
+            raise
+        finally:
+            usage.latency_s += time.perf_counter() - started
+        usage.calls += len({s.batch_id for s in scores})
+        usage.prompt_tokens += sum(s.prompt_tokens for s in scores)
+        usage.completion_tokens += sum(s.completion_tokens for s in scores)
+        return scores
 
     async def equivalent(self, reference: str, candidate: str) -> EquivalenceResult:
         """Answer check, memoised within the group (majority vote and scoring ask the same pairs)."""

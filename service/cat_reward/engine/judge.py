@@ -6,15 +6,22 @@ so a prefix-caching server reuses the response's KV blocks across criteria. Wher
 returns logprobs, P(yes) is read from the first answer position, normalised over yes/no
 tokens. A verdict that cannot be parsed is asked again; if it still cannot, it is reported as
 an error, never counted as "no".
+
+When the judge can score yes/no in batches (``ports.YesNoScorer``, e.g. vLLM's completions
+endpoint), every verdict of a group is one generated token: the same messages, rendered with
+the judge's chat template, sent together. A token that is neither yes nor no counts as an
+unparseable first attempt: the verdict is asked again through the chat path.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from functools import lru_cache
 
+from .concurrency import gather_bounded
 from .context import GroupContext
-from .ports import ChatRequest, ChatResult
+from .ports import ChatRequest, ChatResult, ScoringUnavailable
 from .types import Verdict
 
 YES_NO = ("yes", "no")
@@ -41,6 +48,7 @@ def parse_yes_no(text: str) -> bool | None:
     return None
 
 
+@lru_cache(maxsize=4096)
 def _token_class(token: str) -> str | None:
     word = token.strip().strip(".,!:;\"'").lower()
     return word if word in YES_NO else None
@@ -60,10 +68,21 @@ def p_yes(top_logprobs: list[dict[str, float]] | None) -> float | None:
     return None
 
 
+_STATIC: dict[tuple[str, str], str] = {}
+
+
+def _static(ctx: GroupContext, template: str) -> str:
+    """A template without placeholders, rendered once per prompt-set version."""
+    key = (ctx.prompts.version, template)
+    if key not in _STATIC:
+        _STATIC[key] = ctx.prompts.render(template)
+    return _STATIC[key]
+
+
 def verdict_messages(ctx: GroupContext, response: str, criterion: str) -> list[dict[str, str]]:
     prompts = ctx.prompts
     return [
-        {"role": "system", "content": prompts.render("verdict.system")},
+        {"role": "system", "content": _static(ctx, "verdict.system")},
         {"role": "user", "content": prompts.render("verdict.user", response=fence(response), criterion=criterion)},
     ]
 
@@ -71,7 +90,7 @@ def verdict_messages(ctx: GroupContext, response: str, criterion: str) -> list[d
 def equivalence_messages(ctx: GroupContext, reference: str, response: str) -> list[dict[str, str]]:
     prompts = ctx.prompts
     return [
-        {"role": "system", "content": prompts.render("equivalence.system")},
+        {"role": "system", "content": _static(ctx, "equivalence.system")},
         {
             "role": "user",
             "content": prompts.render("equivalence.user", reference=fence(reference), response=fence(response)),
@@ -79,11 +98,21 @@ def equivalence_messages(ctx: GroupContext, reference: str, response: str) -> li
     ]
 
 
-async def ask_yes_no(ctx: GroupContext, messages: list[dict[str, str]], criterion_id: str, stage: str) -> Verdict:
-    """One verdict, asked up to ``verdict_attempts`` times until it parses."""
+async def ask_yes_no(
+    ctx: GroupContext,
+    messages: list[dict[str, str]],
+    criterion_id: str,
+    stage: str,
+    *,
+    first_attempt: int = 1,
+    previous: tuple[str, float | None] | None = None,
+) -> Verdict:
+    """One verdict, asked up to ``verdict_attempts`` times until it parses. ``first_attempt`` > 1
+    continues after attempts made elsewhere (a single-token score); ``previous`` is the last
+    unparseable (raw, p_yes), reported if no attempt is left."""
     attempts = ctx.options.verdict_attempts
     last: ChatResult | None = None
-    for attempt in range(1, attempts + 1):
+    for attempt in range(first_attempt, attempts + 1):
         temperature = ctx.options.judge_temperature if attempt == 1 else max(ctx.options.judge_temperature, 0.7)
         last = await ctx.judge(
             ChatRequest(
@@ -99,11 +128,69 @@ async def ask_yes_no(ctx: GroupContext, messages: list[dict[str, str]], criterio
         met = parse_yes_no(last.text)
         if met is not None:
             return Verdict(criterion_id, met=met, p_yes=p_yes(last.top_logprobs), raw=last.text, attempts=attempt)
+    if last is not None:
+        raw, probability = last.text, p_yes(last.top_logprobs)
+    else:
+        raw, probability = previous if previous is not None else (None, None)
     return Verdict(
         criterion_id,
         met=None,
-        p_yes=p_yes(last.top_logprobs) if last else None,
-        raw=last.text if last else None,
-        attempts=attempts,
+        p_yes=probability,
+        raw=raw,
+        attempts=max(attempts, first_attempt - 1),
         error="verdict_unparseable",
     )
+
+
+async def can_score(ctx: GroupContext) -> bool:
+    """Whether the judge offers batched single-token scoring and its backend has it."""
+    check = getattr(ctx.roles.judge, "yes_no_scoring", None)
+    return check is not None and await check()
+
+
+def token_verdict(token: str) -> bool | None:
+    """The verdict a single generated token gives: yes / no in any case or spacing, else None."""
+    cls = _token_class(token)
+    return None if cls is None else cls == "yes"
+
+
+async def judge_all(ctx: GroupContext, asks: list[tuple[list[dict[str, str]], str]], stage: str) -> list[Verdict]:
+    """Every (messages, criterion_id) verdict: as single-token scores in shared batches when the
+    judge can, else (or for tokens that are neither yes nor no) one chat call each."""
+    opts = ctx.options
+    if not asks:
+        return []
+    scores = None
+    if await can_score(ctx):
+        try:
+            prompts = await ctx.roles.judge.render_prompts([messages for messages, _ in asks])
+            scores = await ctx.judge_scores(
+                prompts, stage, temperature=opts.judge_temperature, seed=opts.seed, choices=YES_NO
+            )
+        except ScoringUnavailable:
+            scores = None
+    if scores is None:
+        return await gather_bounded(
+            [ask_yes_no(ctx, messages, cid, stage) for messages, cid in asks], limit=opts.verdict_concurrency
+        )
+    verdicts: list[Verdict | None] = []
+    retry = []
+    for i, ((_, cid), score) in enumerate(zip(asks, scores)):
+        met = token_verdict(score.text)
+        probability = p_yes([score.top_logprobs])
+        if met is None:
+            verdicts.append(None)
+            retry.append((i, (score.text, probability)))
+        else:
+            verdicts.append(Verdict(cid, met=met, p_yes=probability, raw=score.text, attempts=1))
+    if retry:
+        again = await gather_bounded(
+            [
+                ask_yes_no(ctx, asks[i][0], asks[i][1], stage, first_attempt=2, previous=previous)
+                for i, previous in retry
+            ],
+            limit=opts.verdict_concurrency,
+        )
+        for (i, _), verdict in zip(retry, again):
+            verdicts[i] = verdict
+    return verdicts  # type: ignore[return-value]

@@ -1,6 +1,7 @@
 """The CaT pipeline for one group: estimate a reference, then derive a reward per rollout.
 
     rubric      reference -> self-proposed rubric (anchor) -> yes/no verdicts (judge) -> fraction met
+                (``fused``: reference and rubric in one anchor generation)
     verifiable  reference -> final answer -> math equivalence per rollout -> 1 / 0
     judge       reference -> equivalence verdict per rollout (judge) -> 1 / 0   (the paper's baseline)
 
@@ -30,7 +31,8 @@ from .concurrency import gather_bounded
 from .context import GroupContext
 from .diagnostics import diagnose, is_flat
 from .errors import InvalidGroup
-from .judge import ask_yes_no, equivalence_messages, verdict_messages
+from .fused import fused_reference_and_rubric
+from .judge import equivalence_messages, judge_all, verdict_messages
 from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
 from .reward_rules import binary_reward, rubric_reward
@@ -155,6 +157,11 @@ class CaTPipeline:
                 raise InvalidGroup("a rubric needs at least one criterion with positive points", param="rubric")
         elif group.rubric:
             raise InvalidGroup("a 'rubric' was sent but options.rubric_source is 'anchor'", param="options.rubric_source")
+        if options.fused and (group.mode != "rubric" or options.aggregator != "synthesis" or options.rubric_source != "anchor"):
+            raise InvalidGroup(
+                "options.fused needs mode 'rubric', aggregator 'synthesis' and the anchor's own rubric",
+                param="options.fused",
+            )
         if options.aggregator == "none":
             if options.rubric_source != "supplied":
                 raise InvalidGroup("aggregator 'none' only goes with rubric_source 'supplied'", param="options.aggregator")
@@ -202,16 +209,20 @@ class CaTPipeline:
                     flags.append("rubric_reused")
                 return reference, rubric
 
-        reference = await aggregator(ctx)
         rubric: list[Criterion] = []
         rubric_info = None
-        if wants_rubric and group.options.rubric_source == "supplied":
-            rubric = self._supplied_rubric(group)
-        elif wants_rubric:
-            if not reference.text.strip():
-                raise InvalidGroup("rubric mode needs a non-empty reference", param="reference")
-            rubric, rubric_info = await self._timed(ctx, "rubric", propose_rubric(ctx, reference))
+        if group.options.fused:  # validated: rubric mode, synthesis, the anchor's rubric
+            reference, rubric, rubric_info = await self._timed(ctx, "fused", fused_reference_and_rubric(ctx))
             reference.details["rubric"] = rubric_info
+        else:
+            reference = await aggregator(ctx)
+            if wants_rubric and group.options.rubric_source == "supplied":
+                rubric = self._supplied_rubric(group)
+            elif wants_rubric:
+                if not reference.text.strip():
+                    raise InvalidGroup("rubric mode needs a non-empty reference", param="reference")
+                rubric, rubric_info = await self._timed(ctx, "rubric", propose_rubric(ctx, reference))
+                reference.details["rubric"] = rubric_info
         if cache is not None:
             entry = encode_reference(reference, rubric, rubric_info)
             await cache.set_many({own_key: entry}, self.ttls.reference_s)
@@ -237,7 +248,8 @@ class CaTPipeline:
 
     # -- verdicts -----------------------------------------------------------------------------
     async def _verdicts(self, ctx: GroupContext, asks: list[_Ask], stage: str, cache: Cache | None) -> list[Verdict]:
-        """Every verdict, from the cache where possible; the rest asked concurrently."""
+        """Every verdict, from the cache where possible; the rest asked together (one batched
+        single-token score each where the judge can, else concurrent chat calls)."""
         opts = ctx.options
         keys = [
             verdict_key(
@@ -254,10 +266,7 @@ class CaTPipeline:
             if hits:
                 ctx.usage.cache_hits["verdict"] = hits
         missing = [i for i, v in enumerate(found) if v is None]
-        asked = await gather_bounded(
-            [ask_yes_no(ctx, asks[i].messages, asks[i].criterion_id, stage) for i in missing],
-            limit=opts.verdict_concurrency,
-        )
+        asked = await judge_all(ctx, [(asks[i].messages, asks[i].criterion_id) for i in missing], stage)
         for i, verdict in zip(missing, asked):
             found[i] = verdict
         if cache is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-Stage = Literal["synthesis", "rubric", "verdict", "equivalence"]
+Stage = Literal["synthesis", "rubric", "fused", "verdict", "equivalence"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,58 @@ class LLMClient(Protocol):
     async def chat(self, request: ChatRequest) -> ChatResult:
         """Run one chat completion. Raises ``LLMUnavailable``, ``LLMRequestRejected``
         or ``LLMBadResponse`` (``cat_reward.engine.errors``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class YesNoScore:
+    """One prompt scored with a single generated token.
+
+    ``text`` is the token the backend generated (forced to a yes/no spelling where it can),
+    ``top_logprobs`` the alternatives at that first position (token -> logprob)."""
+
+    text: str
+    top_logprobs: dict[str, float]
+    model: str
+    prompt_tokens: int = 0  # this prompt's share of its batch (exact per batch, apportioned within it)
+    completion_tokens: int = 0
+    batch_id: str = ""  # the backend request that carried it: coalesced batches are shared by groups
+
+
+class ScoringUnavailable(Exception):
+    """The backend cannot score prompts this way (no completions logprobs, a chat template it cannot
+    reproduce, ...). The engine then asks through ``chat`` instead."""
+
+
+@runtime_checkable
+class YesNoScorer(Protocol):
+    """Optional capability of an ``LLMClient``: many yes/no verdicts in one batched request, each
+    one generated token with its logprobs, instead of one chat completion per verdict.
+
+    An adapter that has the methods may still lack the capability at run time (a backend without
+    completions logprobs): ``yes_no_scoring`` says so, configured or detected, never assumed."""
+
+    async def yes_no_scoring(self) -> bool:
+        """Whether ``render_prompts``/``score_yes_no`` can be used with this backend."""
+        ...
+
+    async def render_prompts(self, conversations: list[list[dict[str, str]]]) -> list[str]:
+        """Each conversation as the exact prompt text the backend's chat endpoint would build
+        (its chat template, with the generation prompt). Raises ``ScoringUnavailable``."""
+        ...
+
+    async def score_yes_no(
+        self,
+        prompts: list[str],
+        *,
+        stage: Stage,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        choices: tuple[str, ...] = ("yes", "no"),
+    ) -> list[YesNoScore]:
+        """One token per fully rendered prompt, one of ``choices`` where the backend can force
+        it, with the logprobs of the first position; results in order. Raises ``LLMUnavailable``,
+        ``LLMRequestRejected``, ``LLMBadResponse`` or ``ScoringUnavailable``."""
         ...
 
 

@@ -48,6 +48,7 @@ class GroupOptions:
     reuse_rubric: bool = False  # reuse a prompt's rubric across steps (saves cost; the paper does not)
     rubric_source: RubricSource = "anchor"  # anchor: self-proposed; supplied: the caller's; both: side by side
     regenerate_flat_rubric: bool = False  # ask once more for discriminating criteria when none discriminates
+    fused: bool = False  # reference and rubric in one anchor generation (rubric mode, synthesis aggregator)
     scrl: ScrlThresholds = ScrlThresholds()
 
 
