@@ -14,6 +14,7 @@ from tests.e2e.conftest import _stop, _tail, judge_url, start_service  # noqa: F
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+CONVERTER = Path(local_judge.__file__).with_name("convert_gguf.py")  # the judge's converter, in float32
 ENV_TIMEOUT_S = 1800  # the first build installs torch, TRL, transformers and verl
 POLICY = Path(os.environ.get("CAT_TRAINER_VENV_HOME", Path.home() / ".cache" / "cat-reward")) / (
     "policy-SmolLM2-135M-Instruct-fp32"
@@ -40,7 +41,7 @@ def policy_dir(trainer_python, tmp_path_factory) -> str:
         log = tmp_path_factory.mktemp("policy") / "convert.log"
         with open(log, "w") as out:
             done = subprocess.run(
-                [trainer_python, str(HERE / "convert_policy.py"), str(POLICY)], stdout=out, stderr=subprocess.STDOUT,
+                [trainer_python, str(CONVERTER), str(POLICY), "--dtype", "float32"], stdout=out, stderr=subprocess.STDOUT,
                 timeout=600,
             )
         if done.returncode != 0:

