@@ -3,6 +3,7 @@ for tests that need a real HTTP backend without a model. It records the headers 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -14,7 +15,7 @@ from fastapi import FastAPI, Request
 CRITERIA = [f"The response mentions point {i} of the reference." for i in range(1, 6)]
 
 
-def build_stub(seen_headers: list[dict]) -> FastAPI:
+def build_stub(seen_headers: list[dict], delay_s: float = 0.0) -> FastAPI:
     app = FastAPI()
 
     @app.get("/version")
@@ -28,6 +29,8 @@ def build_stub(seen_headers: list[dict]) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         body = await request.json()
+        if delay_s:
+            await asyncio.sleep(delay_s)
         seen_headers.append(dict(request.headers))
         if "response_format" in body:
             # As many criteria as the schema asks for: the stub never makes the service fail.
@@ -48,12 +51,12 @@ def build_stub(seen_headers: list[dict]) -> FastAPI:
 
 
 class StubServer:
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         self.seen_headers: list[dict] = []
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(build_stub(self.seen_headers), host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        config = uvicorn.Config(build_stub(self.seen_headers, delay_s), host="127.0.0.1", port=self.port, log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
