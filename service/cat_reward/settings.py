@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     llm_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of one LLM call, seconds.")
     llm_max_retries: int = Field(default=2, ge=0, description="Retries of an LLM call on connection errors, 429, 5xx.")
     llm_max_inflight: int = Field(default=64, ge=1, description="Concurrent LLM calls per role and process.")
+    llm_breaker_failures: int = Field(
+        default=5, ge=1, description="Failed attempts in a row after which an LLM endpoint is skipped for a cool-down."
+    )
+    llm_breaker_cooldown_s: float = Field(
+        default=10.0, gt=0, description="How long an endpoint whose circuit opened is skipped before a trial call."
+    )
 
     # --- CaT defaults (each can be overridden per request in `options`) -----------------
     prompt_set: str = Field(default="cat-v1", description="Versioned prompt set to use.")

@@ -60,7 +60,13 @@ def observe_scoring_batch(
 
 
 def build_roles(settings: Settings, http: httpx.AsyncClient) -> Roles:
-    common = dict(http=http, max_retries=settings.llm_max_retries, max_inflight=settings.llm_max_inflight)
+    common = dict(
+        http=http,
+        max_retries=settings.llm_max_retries,
+        max_inflight=settings.llm_max_inflight,
+        breaker_failures=settings.llm_breaker_failures,
+        breaker_cooldown_s=settings.llm_breaker_cooldown_s,
+    )
     anchor = OpenAICompatClient(
         role="anchor",
         model=settings.anchor_model,

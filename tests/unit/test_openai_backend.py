@@ -164,3 +164,44 @@ async def test_probe_reports_served_models():
     llm, _ = client_for(handler)
     probe = await llm.probe()
     assert probe["ok"] is False and "not served" in probe["endpoints"][0]["error"]
+
+
+async def test_circuit_opens_after_repeated_failures_and_recovers():
+    calls = {"n": 0}
+    state = {"down": True}
+
+    def handler(request):
+        calls["n"] += 1
+        if state["down"]:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=completion())
+
+    llm, rec = client_for(handler, kind="vllm", max_retries=1, breaker_failures=3, breaker_cooldown_s=0.3)
+    with pytest.raises(LLMUnavailable):
+        await llm.chat(REQUEST)  # 2 failures
+    with pytest.raises(LLMUnavailable) as info:
+        await llm.chat(REQUEST)  # the 3rd failure opens the circuit; the retry fails at once
+    assert calls["n"] == 3
+    assert "circuit open" in info.value.message and info.value.retry_after >= 1
+    with pytest.raises(LLMUnavailable, match="circuit open"):
+        await llm.chat(REQUEST)  # open: no request goes out
+    assert calls["n"] == 3
+    state["down"] = False
+    import asyncio
+
+    await asyncio.sleep(0.35)  # cool-down over: a trial call goes through and closes the circuit
+    assert (await llm.chat(REQUEST)).text == "yes"
+    assert calls["n"] == 4
+
+
+async def test_an_open_endpoint_is_skipped_for_a_healthy_one():
+    def handler(request):
+        if request.url.host == "a":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json=completion())
+
+    llm, rec = client_for(handler, urls=("http://a/v1", "http://b/v1"), kind="vllm", max_retries=1,
+                          breaker_failures=1, breaker_cooldown_s=60)
+    for _ in range(4):
+        assert (await llm.chat(REQUEST)).text == "yes"
+    assert [r.url.host for r in rec.requests].count("a") == 1  # tried once, then left alone

@@ -116,6 +116,8 @@ class OpenAICompatClient:
         max_inflight: int = 64,
         backoff_base_s: float = 0.25,
         backoff_max_s: float = 8.0,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 10.0,
         yes_no_scoring: bool = True,
         score_batch_size: int = 64,
         score_batch_wait_s: float = 0.005,
@@ -138,6 +140,13 @@ class OpenAICompatClient:
         self._inflight = asyncio.Semaphore(max_inflight)
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
+        # A circuit breaker per endpoint: after ``breaker_failures`` failed attempts in a row it
+        # is skipped for ``breaker_cooldown_s``, then tried again. With every endpoint open the call
+        # fails at once (503 with Retry-After) instead of piling timeouts onto a dead backend.
+        self._breaker_failures = breaker_failures
+        self._breaker_cooldown_s = breaker_cooldown_s
+        self._failures = [0] * len(self.base_urls)
+        self._open_until = [0.0] * len(self.base_urls)
         # single-token yes/no scoring
         self._scoring_wanted = yes_no_scoring
         self._scoring_ok: bool | None = None  # None: not probed yet
@@ -248,17 +257,30 @@ class OpenAICompatClient:
         retry_after: float | None = None
         async with self._inflight:
             for attempt in range(self._max_retries + 1):
-                base = self.base_urls[next(self._rr)]
+                index = self._next_closed()
+                if index is None:
+                    wait = max(0.0, min(self._open_until) - time.monotonic())
+                    raise LLMUnavailable(
+                        f"{self.role} backend circuit open after repeated failures ({last_problem}); "
+                        f"retrying in {wait:.0f} s",
+                        role=self.role,
+                        retry_after=max(1.0, wait),
+                    )
+                base = self.base_urls[index]
                 url = (_server_root(base) if root else base) + path
                 response: httpx.Response | None = None
                 try:
                     response = await self._http.post(url, json=body, headers=self._headers)
                 except httpx.TimeoutException as exc:
                     last_problem = f"timed out ({type(exc).__name__}) at {base}"
+                    self._failed(index)
                 except httpx.TransportError as exc:
                     last_problem = f"unreachable at {base}: {exc!r}"
+                    self._failed(index)
                 else:
                     status = response.status_code
+                    if status not in RETRYABLE_STATUS:
+                        self._failures[index] = 0  # it answered: the endpoint is alive
                     if status == 200:
                         try:
                             return response.json()
@@ -277,6 +299,7 @@ class OpenAICompatClient:
                         )
                     last_problem = f"answered {status} at {base}: {message}"
                     retry_after = _retry_after(response)
+                    self._failed(index)
                 if attempt < self._max_retries:
                     delay = random.uniform(0, min(self._backoff_max_s, self._backoff_base_s * 2**attempt))
                     if retry_after is not None:
@@ -287,6 +310,26 @@ class OpenAICompatClient:
             role=self.role,
             retry_after=retry_after,
         )
+
+    def _next_closed(self) -> int | None:
+        """The next endpoint in round-robin order whose breaker is closed (or whose cool-down
+        is over: a half-open trial), or None when every one is open."""
+        now = time.monotonic()
+        for _ in range(len(self.base_urls)):
+            index = next(self._rr)
+            if self._open_until[index] <= now:
+                return index
+        return None
+
+    def _failed(self, index: int) -> None:
+        self._failures[index] += 1
+        if self._failures[index] >= self._breaker_failures:
+            self._open_until[index] = time.monotonic() + self._breaker_cooldown_s
+            self._failures[index] = 0
+            log.warning(
+                "%s backend %s: circuit open for %.0f s after %d failures in a row",
+                self.role, self.base_urls[index], self._breaker_cooldown_s, self._breaker_failures,
+            )
 
     # -- single-token yes/no scoring ----------------------------------------------------
     async def yes_no_scoring(self) -> bool:
