@@ -76,3 +76,13 @@ class StubServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+if __name__ == "__main__":  # a stub in a process of its own, for tests that kill it
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0)
+    args = parser.parse_args()
+    uvicorn.run(build_stub([], args.delay), host="127.0.0.1", port=args.port, log_config=None, access_log=False)
