@@ -19,13 +19,13 @@ import json
 
 from .context import GroupContext
 from .conversation import render_question
-from .errors import RubricGenerationFailed, SynthesisFailed
+from .errors import SynthesisFailed
 from .ports import ChatRequest
 from .self_proposed_rubrics import (
     RESAMPLE_TEMPERATURE,
+    _collect,
     _items_from_json_value,
     dedupe_criteria,
-    parse_criteria,
     rubric_messages,
     rubric_schema,
 )
@@ -108,29 +108,14 @@ async def fused_reference_and_rubric(ctx: GroupContext) -> tuple[Reference, list
         details["truncated"] = True
     reference = Reference(text=reference_text, aggregator="synthesis", details=details)
 
-    criteria = dedupe_criteria(candidates)
-    top_ups = 0
-    while len(criteria) < opts.min_criteria and top_ups < opts.rubric_attempts - 1:
-        # Too few distinct criteria: ask for more from the reference, as the two-step pipeline does.
-        top_ups += 1
-        more = await ctx.anchor(
-            ChatRequest(
-                messages=rubric_messages(ctx, reference),
-                stage="rubric",
-                max_tokens=opts.rubric.max_tokens,
-                temperature=max(opts.rubric.temperature, RESAMPLE_TEMPERATURE) if top_ups > 1 else opts.rubric.temperature,
-                top_p=opts.rubric.top_p,
-                seed=None if opts.seed is None else opts.seed + top_ups - 1,
-                json_schema=rubric_schema(opts.min_criteria, opts.max_criteria),
-            )
-        )
-        forced = forced or more.forced
-        criteria += dedupe_criteria(parse_criteria(more.text), existing=criteria)
-    if len(criteria) < opts.min_criteria:
-        raise RubricGenerationFailed(
-            f"the fused reply and {top_ups} follow-up(s) gave {len(criteria)} distinct criteria; "
-            f"at least {opts.min_criteria} are required"
-        )
-    rubric = [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria[: opts.max_criteria])]
-    info = {"attempts": attempts, "top_ups": top_ups, "structured_output": forced, "fused": True}
+    # Too few distinct criteria: top up from the reference, as the two-step pipeline asks.
+    rubric, collected = await _collect(
+        ctx, rubric_messages(ctx, reference), criteria=dedupe_criteria(candidates), max_calls=opts.rubric_attempts - 1
+    )
+    info = {
+        "attempts": attempts,
+        "top_ups": collected["attempts"],
+        "structured_output": forced or collected["structured_output"],
+        "fused": True,
+    }
     return reference, rubric, info

@@ -116,14 +116,21 @@ def rubric_messages(ctx: GroupContext, reference: Reference) -> list[dict[str, s
     ]
 
 
-async def _collect(ctx: GroupContext, messages: list[dict[str, str]]) -> tuple[list[Criterion], dict]:
+async def _collect(
+    ctx: GroupContext, messages: list[dict[str, str]], criteria: list[str] | None = None, max_calls: int | None = None
+) -> tuple[list[Criterion], dict]:
+    """Ask the anchor (``messages``) until at least ``min_criteria`` distinct criteria exist,
+    starting from ``criteria`` already in hand; at most ``max_calls`` calls (default
+    ``rubric_attempts``). The first call samples at the rubric temperature, later ones are fresh
+    samples at ``RESAMPLE_TEMPERATURE`` or more."""
     opts = ctx.options
-    criteria: list[str] = []
-    attempts = 0
+    criteria = list(criteria or [])
+    max_calls = opts.rubric_attempts if max_calls is None else max_calls
+    calls = 0
     forced = False
-    while attempts < opts.rubric_attempts and len(criteria) < opts.min_criteria:
-        attempts += 1
-        temperature = opts.rubric.temperature if attempts == 1 else max(opts.rubric.temperature, RESAMPLE_TEMPERATURE)
+    while calls < max_calls and len(criteria) < opts.min_criteria:
+        calls += 1
+        temperature = opts.rubric.temperature if calls == 1 else max(opts.rubric.temperature, RESAMPLE_TEMPERATURE)
         result = await ctx.anchor(
             ChatRequest(
                 messages=messages,
@@ -131,7 +138,7 @@ async def _collect(ctx: GroupContext, messages: list[dict[str, str]]) -> tuple[l
                 max_tokens=opts.rubric.max_tokens,
                 temperature=temperature,
                 top_p=opts.rubric.top_p,
-                seed=None if opts.seed is None else opts.seed + attempts - 1,
+                seed=None if opts.seed is None else opts.seed + calls - 1,
                 json_schema=rubric_schema(opts.min_criteria, opts.max_criteria),
             )
         )
@@ -139,13 +146,13 @@ async def _collect(ctx: GroupContext, messages: list[dict[str, str]]) -> tuple[l
         criteria += dedupe_criteria(parse_criteria(result.text), existing=criteria)
     if len(criteria) < opts.min_criteria:
         raise RubricGenerationFailed(
-            f"the anchor proposed {len(criteria)} distinct criteria in {attempts} attempt(s); "
+            f"the anchor proposed {len(criteria)} distinct criteria in {calls} rubric call(s); "
             f"at least {opts.min_criteria} are required"
         )
     criteria = criteria[: opts.max_criteria]
     return (
         [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)],
-        {"attempts": attempts, "structured_output": forced},
+        {"attempts": calls, "structured_output": forced},
     )
 
 
