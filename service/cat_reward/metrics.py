@@ -56,6 +56,15 @@ ASSEMBLY_WAIT_SECONDS = Histogram(
     "Time a per-sample request waited for its group to be scored.",
     buckets=(0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
 )
+GROUPS_ACTIVE = Gauge("cat_groups_active", "Groups being scored now (summed over worker processes).", multiprocess_mode="livesum")
+GROUPS_QUEUED = Gauge(
+    "cat_groups_queued", "Admitted groups waiting for a scoring slot (summed over worker processes).", multiprocess_mode="livesum"
+)
+ADMISSION_REJECTIONS = Counter(
+    "cat_admission_rejections_total",
+    "Groups refused with 503 overloaded, by reason (queue_full: no room to wait; queue_timeout: waited too long).",
+    ["reason"],
+)
 GROUPS_SCORED = Counter("cat_groups_scored_total", "Groups scored, by mode.", ["mode"])
 ZERO_VARIANCE_GROUPS = Counter(
     "cat_zero_variance_groups_total", "Groups whose rewards were all equal (no GRPO advantage), by mode.", ["mode"]

@@ -13,6 +13,7 @@ import json
 import logging
 from datetime import datetime, timezone
 
+from .admission import Admission, Overloaded
 from .api.schemas import (
     BatchItem,
     BatchRequest,
@@ -87,6 +88,7 @@ class RewardService:
         self.settings = settings
         self.pipeline = pipeline
         self.history = history
+        self.admission = Admission(settings.max_active_groups, settings.max_queued_groups, settings.queue_timeout_s)
 
     def to_group(self, request: RewardRequest, prefix: str = "") -> Group:
         settings = self.settings
@@ -130,7 +132,13 @@ class RewardService:
 
     async def score(self, request: RewardRequest, idempotency_key: str | None = None, *, group: Group | None = None) -> RewardResponse:
         group = group or self.to_group(request)
-        outcome = await self.pipeline.score(group)
+        async with self.admission.admit(1):
+            return await self._score(request, group, idempotency_key)
+
+    async def _score(self, request: RewardRequest, group: Group, idempotency_key: str | None) -> RewardResponse:
+        """Score one admitted group: wait for a slot, run the pipeline, flag, record."""
+        async with self.admission.slot():
+            outcome = await self.pipeline.score(group)
         for rollout in outcome.rollouts:  # rollouts are data; flag the ones that talk to the judge
             flags = injection_flags(group.rollouts[rollout.index])
             rollout.flags.extend(flags)
@@ -182,16 +190,17 @@ class RewardService:
         async def one(index: int, request: RewardRequest, group: Group) -> BatchItem:
             key = f"{idempotency_key}#{index}" if idempotency_key else None
             try:
-                result = await self.score(request, key, group=group)
-            except LLMUnavailable:
+                result = await self._score(request, group, key)
+            except (LLMUnavailable, Overloaded):  # the whole batch: retry it later
                 raise
             except CatError as exc:
                 return BatchItem(index=index, ok=False, error=ErrorBody.from_error(exc))
             return BatchItem(index=index, ok=True, result=result)
 
-        items = await gather_bounded(
-            [one(i, r, g) for i, (r, g) in enumerate(zip(batch.groups, groups))], limit=settings.batch_concurrency
-        )
+        async with self.admission.admit(len(groups)):  # admitted whole or not at all
+            items = await gather_bounded(
+                [one(i, r, g) for i, (r, g) in enumerate(zip(batch.groups, groups))], limit=settings.batch_concurrency
+            )
         return BatchResponse(results=items)
 
 

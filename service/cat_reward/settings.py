@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     max_rollouts: int = Field(default=256, ge=1, description="Most rollouts in one group.")
     max_groups_per_batch: int = Field(default=256, ge=1, description="Most groups in one batch request.")
     batch_concurrency: int = Field(default=16, ge=1, description="Groups of one batch scored at once.")
+    max_active_groups: int = Field(default=64, ge=1, description="Groups one process scores at once.")
+    max_queued_groups: int = Field(
+        default=1024, ge=0, description="Groups that may wait for a scoring slot; beyond, 503 overloaded at once."
+    )
+    queue_timeout_s: float = Field(
+        default=300.0, gt=0, description="Longest wait for a scoring slot before 503 overloaded with Retry-After."
+    )
     max_rollout_chars: int = Field(default=100_000, ge=1, description="Most characters in one rollout (or reference).")
     max_prompt_chars: int = Field(default=100_000, ge=1, description="Most characters in a prompt (all messages).")
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body; bigger gets 413.")

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..admission import Overloaded
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
 from ..engine.types import Criterion, Diagnostics, Group, GroupOptions, GroupOutcome, Sampling, ScrlThresholds
 from ..settings import Settings
@@ -451,7 +452,7 @@ class ErrorBody(BaseModel):
     @classmethod
     def from_error(cls, exc: CatError) -> ErrorBody:
         retry_after = None
-        if isinstance(exc, LLMUnavailable):
+        if isinstance(exc, (LLMUnavailable, Overloaded)):
             retry_after = exc.retry_after or DEFAULT_RETRY_AFTER_S
         return cls(type=exc.type, message=exc.message, param=exc.param, retry_after=retry_after, status=status_for(exc))
 
@@ -460,7 +461,7 @@ def status_for(exc: CatError) -> int:
     """The one mapping from engine errors to HTTP statuses."""
     if isinstance(exc, (InvalidGroup, LLMRequestRejected)):
         return 422
-    if isinstance(exc, LLMUnavailable):
+    if isinstance(exc, (LLMUnavailable, Overloaded)):
         return 503
     if isinstance(exc, (LLMBadResponse, GenerationFailed)):
         return 502

@@ -18,7 +18,11 @@ ERROR_RESPONSES = {
     422: {"model": ErrorResponse, "description": "Invalid request; `error.param` names the field."},
     429: {"model": ErrorResponse, "description": "Over the key's rate limit; retry after `Retry-After`."},
     502: {"model": ErrorResponse, "description": "The anchor or judge produced unusable output."},
-    503: {"model": ErrorResponse, "description": "The anchor or judge is unreachable; retry after `Retry-After`."},
+    503: {
+        "model": ErrorResponse,
+        "description": "The anchor or judge is unreachable (`llm_unavailable`), or this process has no room for the "
+        "group now (`overloaded`); retry after `Retry-After`.",
+    },
 }
 IdempotencyKey = Annotated[
     str | None,
@@ -46,7 +50,8 @@ async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: I
     responses=ERROR_RESPONSES,
     summary="Score several groups concurrently",
     description="Each group succeeds or fails on its own (`ok`, `error`), except when an LLM backend is "
-    "unreachable: then the whole batch answers 503, so no group is silently dropped.",
+    "unreachable or the service is overloaded: then the whole batch answers 503, so no group is silently dropped. "
+    "A batch is admitted whole or not at all.",
 )
 async def rewards_batch(
     body: BatchRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None

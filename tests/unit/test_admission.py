@@ -1,0 +1,130 @@
+"""Admission control: a bounded number of groups scored and waiting per process; past that an
+immediate 503 `overloaded` with Retry-After, before any LLM work."""
+
+import asyncio
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from cat_reward.admission import Admission, Overloaded
+from cat_reward.api import create_app
+from cat_reward.backends.scripted import ScriptedLLM
+from cat_reward.engine.ports import Roles
+from cat_reward.settings import Settings
+
+from .scripts import anchor_script, judge_script
+from .test_api import BODY, ExactChecker
+
+pytestmark = pytest.mark.anyio
+
+
+def _rejections(reason: str) -> float:
+    return REGISTRY.get_sample_value("cat_admission_rejections_total", {"reason": reason}) or 0.0
+
+
+async def test_admits_up_to_active_plus_queued_then_refuses_at_once():
+    admission = Admission(max_active=1, max_queued=1, queue_timeout_s=5)
+    release = asyncio.Event()
+    started = []
+
+    async def group(name):
+        async with admission.admit(1):
+            async with admission.slot():
+                started.append(name)
+                await release.wait()
+
+    first = asyncio.create_task(group("a"))
+    second = asyncio.create_task(group("b"))
+    await asyncio.sleep(0.01)
+    assert started == ["a"] and admission.active == 1 and admission.waiting == 1
+    with pytest.raises(Overloaded) as refused:
+        async with admission.admit(1):
+            pass
+    assert "CAT_MAX_QUEUED_GROUPS" in refused.value.message and refused.value.retry_after >= 1
+    release.set()
+    await asyncio.gather(first, second)
+    assert started == ["a", "b"] and admission.active == 0 and admission.waiting == 0
+    async with admission.admit(2):  # room again
+        pass
+
+
+async def test_a_batch_is_admitted_whole_or_not_at_all():
+    admission = Admission(max_active=2, max_queued=1, queue_timeout_s=5)
+    with pytest.raises(Overloaded):
+        async with admission.admit(4):
+            pass
+    assert admission.waiting == 0  # nothing was reserved by the refusal
+    async with admission.admit(3):
+        assert admission.waiting == 3
+
+
+async def test_waiting_longer_than_the_queue_timeout_is_refused():
+    admission = Admission(max_active=1, max_queued=4, queue_timeout_s=0.05)
+    release = asyncio.Event()
+
+    async def hold():
+        async with admission.admit(1), admission.slot():
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    with pytest.raises(Overloaded) as refused:
+        async with admission.admit(1), admission.slot():
+            pass
+    assert "CAT_QUEUE_TIMEOUT_S" in refused.value.message
+    assert admission.waiting == 0 and admission.active == 1
+    release.set()
+    await holder
+    async with admission.admit(1), admission.slot():  # the slot was given back
+        assert admission.active == 1
+
+
+@pytest.fixture
+async def slow_client():
+    opened = []
+
+    async def make(latency_s: float, **settings):
+        anchor = ScriptedLLM(anchor_script(), role="anchor", model="anchor-model", latency_s=latency_s)
+        judge = ScriptedLLM(judge_script(lambda r, c: True), role="judge", model="judge-model")
+        app = create_app(Settings(**settings), roles=Roles(anchor=anchor, judge=judge), checker=ExactChecker(), with_history=False)
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", timeout=30)
+        opened.append((client, lifespan))
+        return client, anchor
+
+    yield make
+    for client, lifespan in opened:
+        await client.aclose()
+        await lifespan.__aexit__(None, None, None)
+
+
+async def test_over_http_the_excess_group_gets_503_overloaded_and_costs_no_llm_call(slow_client):
+    client, anchor = await slow_client(0.3, max_active_groups=1, max_queued_groups=1, cache_enabled=False)
+    rejected_before = _rejections("queue_full")
+    bodies = [{**BODY, "rollouts": [f"\\boxed{{{i}}}", "b"]} for i in range(3)]
+    tasks = [asyncio.create_task(client.post("/rewards", json=bodies[0]))]
+    await asyncio.sleep(0.05)  # the first is being scored
+    tasks.append(asyncio.create_task(client.post("/rewards", json=bodies[1])))
+    await asyncio.sleep(0.05)  # the second waits for the slot
+    refused = await client.post("/rewards", json=bodies[2])
+    assert refused.status_code == 503, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "overloaded" and error["status"] == 503
+    assert int(refused.headers["Retry-After"]) >= 1
+    answered = await asyncio.gather(*tasks)
+    assert [r.status_code for r in answered] == [200, 200]
+    prompts = [m["content"] for call in anchor.calls for m in call.messages if m["role"] == "user"]
+    assert not any("\\boxed{2}" in p for p in prompts), "the refused group reached the anchor"
+    assert _rejections("queue_full") == rejected_before + 1
+
+
+async def test_a_batch_larger_than_the_room_is_refused_whole(slow_client):
+    client, anchor = await slow_client(0.0, max_active_groups=1, max_queued_groups=1, cache_enabled=False)
+    batch = {"groups": [{**BODY, "rollouts": [f"r{i}"]} for i in range(3)]}
+    refused = await client.post("/rewards/batch", json=batch)
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "overloaded"
+    assert anchor.calls == []
+    fits = await client.post("/rewards/batch", json={"groups": batch["groups"][:2]})
+    assert fits.status_code == 200 and all(item["ok"] for item in fits.json()["results"])
