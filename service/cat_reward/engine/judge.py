@@ -79,11 +79,17 @@ def _static(ctx: GroupContext, template: str) -> str:
     return _STATIC[key]
 
 
-def verdict_messages(ctx: GroupContext, response: str, criterion: str) -> list[dict[str, str]]:
+def verdict_messages(
+    ctx: GroupContext, response: str, criterion: str, *, fenced: str | None = None
+) -> list[dict[str, str]]:
+    """``fenced``: ``fence(response)`` when the caller already has it (one per rollout, not per criterion)."""
     prompts = ctx.prompts
     return [
         {"role": "system", "content": _static(ctx, "verdict.system")},
-        {"role": "user", "content": prompts.render("verdict.user", response=fence(response), criterion=criterion)},
+        {
+            "role": "user",
+            "content": prompts.render("verdict.user", response=fence(response) if fenced is None else fenced, criterion=criterion),
+        },
     ]
 
 

@@ -32,7 +32,7 @@ from .context import GroupContext
 from .diagnostics import diagnose, is_flat
 from .errors import InvalidGroup
 from .fused import fused_reference_and_rubric
-from .judge import equivalence_messages, judge_all, verdict_messages
+from .judge import equivalence_messages, fence, judge_all, verdict_messages
 from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
 from .reward_rules import binary_reward, rubric_reward
@@ -278,8 +278,8 @@ class CaTPipeline:
     async def _score_rubric(self, ctx: GroupContext, rubric: list[Criterion], cache: Cache | None) -> list[RolloutOutcome]:
         # Rollout-major order: each rollout's criteria are asked back to back, sharing a prefix.
         asks = [
-            _Ask(verdict_messages(ctx, rollout, c.text), c.id, c.text, rollout)
-            for rollout in ctx.group.rollouts
+            _Ask(verdict_messages(ctx, rollout, c.text, fenced=fenced), c.id, c.text, rollout)
+            for rollout, fenced in zip(ctx.group.rollouts, map(fence, ctx.group.rollouts))
             for c in rubric
         ]
         verdicts = await self._verdicts(ctx, asks, "verdict", cache)

@@ -34,14 +34,22 @@ class PromptSet:
             text = self.templates[template]
         except KeyError:
             raise PromptError(f"prompt set {self.name!r} has no template {template!r}") from None
-        wanted = set(_PLACEHOLDER.findall(text))
-        missing = wanted - values.keys()
-        extra = values.keys() - wanted
-        if missing or extra:
+        pieces, wanted = _compile(text)
+        if values.keys() != wanted:
             raise PromptError(
-                f"template {template!r}: missing {sorted(missing)}, unexpected {sorted(extra)}"
+                f"template {template!r}: missing {sorted(wanted - values.keys())}, "
+                f"unexpected {sorted(values.keys() - wanted)}"
             )
-        return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
+        # pieces alternate literal text and placeholder names: literal, name, literal, ..., literal
+        return "".join(piece if i % 2 == 0 else values[piece] for i, piece in enumerate(pieces))
+
+
+@lru_cache(maxsize=256)
+def _compile(text: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A template split once into its literal pieces and placeholder names (rendering is on the
+    hot path: one verdict prompt per rollout and criterion)."""
+    pieces = tuple(_PLACEHOLDER.split(text))
+    return pieces, frozenset(pieces[1::2])
 
 
 @lru_cache(maxsize=8)
