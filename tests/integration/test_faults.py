@@ -9,12 +9,12 @@ from collections import Counter
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import httpx
 
+from tests.support.faults import Trainers, history_ids
 from tests.support.service import free_port, serve, stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,61 +38,6 @@ def start_stub(port: int, delay: float = 0.05) -> subprocess.Popen:
 def kill(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
-
-
-class Trainers:
-    """Threads posting groups until stopped; every outcome is kept."""
-
-    def __init__(self, urls: list[str], threads: int = 4) -> None:
-        self.urls = urls
-        self.outcomes: list[tuple[int | str, str | None]] = []  # (status or exception name, record id)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
-        self._lock = threading.Lock()
-
-    def _run(self, worker: int) -> None:
-        n = 0
-        while not self._stop.is_set():
-            body = {"prompt": f"w{worker} q{n}", "rollouts": ["\\boxed{1}", "\\boxed{2}"], "mode": "rubric",
-                    "metadata": {"run_id": "faults", "group_id": f"w{worker}-{n}"}}
-            url = self.urls[0]
-            try:
-                response = httpx.post(f"{url}/rewards", json=body, timeout=30)
-                outcome = (response.status_code, response.json().get("record_id") if response.status_code == 200 else None)
-                if response.status_code != 200:
-                    assert response.json()["error"]["type"], response.text  # an explicit error, in the envelope
-            except httpx.TransportError as exc:  # the service itself is down: the client sees it
-                outcome = (type(exc).__name__, None)
-            with self._lock:
-                self.outcomes.append(outcome)
-            n += 1
-            time.sleep(0.02)
-
-    def __enter__(self):
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
-
-
-def history_ids(url: str, expected: int) -> set[str]:
-    deadline = time.monotonic() + 60
-    while True:
-        seen, cursor = set(), None
-        while True:
-            params = {"run_id": "faults", "limit": 500} | ({"cursor": cursor} if cursor else {})
-            page = httpx.get(f"{url}/rubrics", params=params, timeout=30).json()
-            seen |= {item["id"] for item in page["items"]}
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        if len(seen) >= expected or time.monotonic() > deadline:
-            return seen
-        time.sleep(0.5)
 
 
 def test_judge_killed_mid_run_then_back(tmp_path):
