@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     llm_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of one LLM call, seconds.")
     llm_max_retries: int = Field(default=2, ge=0, description="Retries of an LLM call on connection errors, 429, 5xx.")
     llm_max_inflight: int = Field(default=64, ge=1, description="Concurrent LLM calls per role and process.")
+    llm_http_pools: int = Field(
+        default=8, ge=1, le=64,
+        description="Connection pools the LLM connections are split over (httpx's pool costs more CPU the more "
+        "requests it holds; several small pools stay cheap at high concurrency).",
+    )
     llm_breaker_failures: int = Field(
         default=5, ge=1, description="Failed attempts in a row after which an LLM endpoint is skipped for a cool-down."
     )

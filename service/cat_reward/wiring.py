@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from .backends.http_pool import PooledHTTP
 from .backends.math_verify_pool import MathVerifyPool
 from .backends.instrumented import InstrumentedLLM
 from .backends.openai_compat import OpenAICompatClient
@@ -59,7 +60,7 @@ def observe_scoring_batch(
         LLM_TOKENS.labels(role=role, stage=stage, kind="completion").inc(completion_tokens)
 
 
-def build_roles(settings: Settings, http: httpx.AsyncClient) -> Roles:
+def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP) -> Roles:
     common = dict(
         http=http,
         max_retries=settings.llm_max_retries,
@@ -117,9 +118,10 @@ async def open_services(
         rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.redis_url, key_namespace(settings.cache_prefix))
         closers.append(rate_limiter.aclose)
     if roles is None:
-        http = httpx.AsyncClient(
+        http = PooledHTTP(
+            settings.llm_http_pools,
+            2 * settings.llm_max_inflight,  # both roles may share one server
             timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
-            limits=httpx.Limits(max_connections=2 * settings.llm_max_inflight, max_keepalive_connections=64),
             event_hooks={"request": [inject_request_id]},
         )
         closers.append(http.aclose)

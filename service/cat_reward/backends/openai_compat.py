@@ -39,6 +39,7 @@ from ..engine.errors import LLMBadResponse, LLMRequestRejected, LLMUnavailable
 from ..engine.ports import ChatRequest, ChatResult, ScoringUnavailable, YesNoScore
 from .chat_template import CHECK_CONTENT, TemplateMismatch, TemplateSkeleton, probe_messages, sentinels
 from .coalescer import Coalescer
+from .http_pool import PooledHTTP
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class OpenAICompatClient:
         role: str,
         model: str,
         base_urls: list[str],
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | PooledHTTP,  # anything with async get/post like httpx.AsyncClient
         api_key: str | None = None,
         kind: BackendKind = "auto",
         max_retries: int = 2,
