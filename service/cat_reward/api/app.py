@@ -14,6 +14,7 @@ from .errors import install_error_handlers
 from .security import require
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware
 from .routes import health, metrics, openrlhf, rewards, rubrics, samples
+from .ui import install as install_ui
 
 DESCRIPTION = """Compute as Teacher (CaT) rewards for RL post-training.
 
@@ -58,4 +59,5 @@ def create_app(
     app.include_router(rubrics.router, dependencies=[Depends(require("audit"))])
     app.include_router(health.router)  # probes and metrics stay open for the orchestrator and Prometheus
     app.include_router(metrics.router)
+    install_ui(app)  # the audit dashboard at /ui: HTML, guarded by the audit scope, not in openapi.json
     return app

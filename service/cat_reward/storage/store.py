@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .engine import dumps, make_engine
 from .migrate import upgrade_engine
 from .outbox import Outbox
-from .records import decode_cursor, encode_cursor, from_row, normalize, to_row
+from .records import decode_cursor, encode_cursor, format_timestamp, from_row, normalize, to_row
 from .schema import reward_records
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,16 @@ BACKOFF_MAX_S = 30.0
 
 class StoreUnavailable(Exception):
     """The history database cannot be reached, so a read cannot be answered."""
+
+
+def _check_limit(limit) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError("limit must be a positive integer")
+
+
+def _check_step(step, name: str) -> None:
+    if isinstance(step, bool) or not isinstance(step, int) or not -(2**63) <= step < 2**63:
+        raise ValueError(f"{name} must be a 64-bit integer")
 
 
 def _brief(exc: BaseException) -> str:
@@ -181,21 +191,30 @@ class HistoryStore:
             return pending
 
     async def list(
-        self, *, prompt_hash: str | None = None, run_id: str | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        prompt_hash: str | None = None,
+        run_id: str | None = None,
+        step: int | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[dict], str | None]:
         """Records newest first (created_at, then id, descending), optionally filtered, one page
         at a time: pass the returned cursor to get the next page (None after the last). Keyset
         pagination, so records written meanwhile never shift a page. Database only: records
         still in the outbox are not listed."""
         self._check_open()
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValueError("limit must be a positive integer")
+        _check_limit(limit)
+        if step is not None:
+            _check_step(step, "step")
         t = reward_records
         query = sa.select(t).order_by(t.c.created_at.desc(), t.c.id.desc()).limit(limit + 1)
         if prompt_hash is not None:
             query = query.where(t.c.prompt_hash == prompt_hash)
         if run_id is not None:
             query = query.where(t.c.run_id == run_id)
+        if step is not None:
+            query = query.where(t.c.step == step)
         if cursor is not None:
             created_at, after_id = decode_cursor(cursor)
             query = query.where(
@@ -209,6 +228,53 @@ class HistoryStore:
             raise StoreUnavailable(f"history database unreachable: {_brief(exc)}") from exc
         records = [from_row(row) for row in rows[:limit]]
         return records, (encode_cursor(records[-1]) if len(rows) > limit else None)
+
+    async def run_rewards(
+        self, run_id: str, *, from_step: int | None = None, limit: int = 5000
+    ) -> tuple[list[dict], int | None]:
+        """The rewards of a run's records that have a step, in step order (then created_at, id),
+        for plotting rewards over training steps: dicts with ``id``, ``step``, ``created_at`` and
+        ``rewards`` (the result's list; only that part of the JSON is read). At most ``limit``
+        records from ``from_step`` on; a step is never cut in two unless it alone holds more
+        than ``limit`` records. Returns (rows, the step to continue from, or None after the
+        last). Database only, like ``list``."""
+        self._check_open()
+        _check_limit(limit)
+        if from_step is not None:
+            _check_step(from_step, "from_step")
+        t = reward_records
+        order = (t.c.step, t.c.created_at, t.c.id)
+        # Which records first, without touching their JSON; then only their rewards are read.
+        page = sa.select(t.c.id).where(t.c.run_id == run_id, t.c.step.is_not(None)).order_by(*order).limit(limit + 1)
+        if from_step is not None:
+            page = page.where(t.c.step >= from_step)
+        query = (
+            sa.select(t.c.id, t.c.step, t.c.created_at, t.c.result["rewards"].label("rewards"))
+            .where(t.c.id.in_(page.scalar_subquery()))
+            .order_by(*order)
+        )
+        try:
+            await self._ensure_schema()
+            async with self._engine.connect() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"history database unreachable: {_brief(exc)}") from exc
+        out = [
+            {
+                "id": row["id"],
+                "step": row["step"],
+                "created_at": format_timestamp(row["created_at"]),
+                "rewards": row["rewards"] if isinstance(row["rewards"], list) else [],
+            }
+            for row in rows
+        ]
+        if len(out) <= limit:
+            return out, None
+        out, last = out[:limit], out[limit]["step"]
+        if out[0]["step"] != last:  # the page ends inside step ``last``: that step starts the next page
+            return [r for r in out if r["step"] != last], last
+        # One step of more than ``limit`` records: its first ``limit`` only, then the next step.
+        return out, (last + 1 if last < 2**63 - 1 else None)
 
     # --- internals ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from ..errors import HTTPProblem
 from ..schemas import ErrorResponse, RecordOut, RecordPage, RecordSummary
 
 router = APIRouter(tags=["history"])
-_LIST_PARAMS = {"prompt", "prompt_hash", "run_id", "limit", "cursor", "api_key"}
+_LIST_PARAMS = {"prompt", "prompt_hash", "run_id", "step", "limit", "cursor", "api_key"}
 
 
 def _history(services):
@@ -59,7 +59,7 @@ async def get_rubric(rubric_id: str, services: ServicesDep) -> RecordOut:
         429: {"model": ErrorResponse, "description": "Over the key's rate limit."},
         503: {"model": ErrorResponse, "description": "The history database is unreachable."},
     },
-    summary="The history, newest first, paginated",
+    summary="The history, newest first, filtered by prompt, run and step, paginated",
 )
 async def list_rubrics(
     request: Request,
@@ -67,6 +67,9 @@ async def list_rubrics(
     prompt: Annotated[str | None, Query(description="A plain-text prompt (hashed here).")] = None,
     prompt_hash: Annotated[str | None, Query(description="`prompt_hash` from a reward response.")] = None,
     run_id: str | None = None,
+    step: Annotated[
+        int | None, Query(ge=-(2**63), le=2**63 - 1, description="The training step (`metadata.step`).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ) -> RecordPage:
@@ -78,7 +81,7 @@ async def list_rubrics(
     wanted = hash_prompt(prompt) if prompt is not None else prompt_hash
     try:
         records, next_cursor = await _history(services).list(
-            prompt_hash=wanted, run_id=run_id, limit=limit, cursor=cursor
+            prompt_hash=wanted, run_id=run_id, step=step, limit=limit, cursor=cursor
         )
     except ValueError as exc:
         raise HTTPProblem(422, "invalid_request", f"invalid cursor: {exc}", param="cursor") from exc
