@@ -51,11 +51,12 @@ async def test_open_migrates_an_empty_database(db_url, outbox_path):
     await store.close()
     facts = await inspect(db_url)
     assert facts["tables"] == {"reward_records", "alembic_version"}
-    assert facts["version"] == head_revision() == "0001"
+    assert facts["version"] == head_revision() == "0002"
     assert facts["indexes"] == {
         "ix_reward_records_created_at": ["created_at", "id"],
         "ix_reward_records_prompt_hash": ["prompt_hash", "created_at", "id"],
         "ix_reward_records_run_id": ["run_id", "created_at", "id"],
+        "ix_reward_records_run_step": ["run_id", "step", "created_at", "id"],
     }
     assert facts["drift"] == []  # the migration builds exactly the table the store queries
 
@@ -128,3 +129,35 @@ async def test_schema_from_a_newer_release_does_not_stop_recording(db_url, outbo
     finally:
         await store.close()
     assert (await inspect(db_url))["version"] == "9999_from_the_future"
+
+
+async def test_a_database_of_the_first_release_is_brought_to_head_with_its_records(db_url, outbox_path):
+    """0001 -> 0002 on a database that already holds records: they stay, the new index appears."""
+    from alembic import command
+
+    from cat_reward.storage.migrate import alembic_config
+
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001"))
+    finally:
+        await engine.dispose()
+    facts = await inspect(db_url)
+    assert facts["version"] == "0001" and "ix_reward_records_run_step" not in facts["indexes"]
+    store = await HistoryStore.open(db_url, outbox_path, auto_migrate=False)
+    try:
+        await store.record(make_record(0, run_id="old-run", step=3))
+        assert await store.flush() == 1
+    finally:
+        await store.close()
+    store = await HistoryStore.open(db_url, outbox_path)  # a new release starts: it migrates
+    try:
+        records, _ = await store.list(run_id="old-run", step=3)
+        assert [r["step"] for r in records] == [3]
+    finally:
+        await store.close()
+    facts = await inspect(db_url)
+    assert facts["version"] == "0002" and facts["indexes"]["ix_reward_records_run_step"] == ["run_id", "step", "created_at", "id"]
+    assert facts["drift"] == []
+

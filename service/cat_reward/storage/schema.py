@@ -32,4 +32,5 @@ reward_records = sa.Table(
     sa.Index("ix_reward_records_created_at", "created_at", "id"),
     sa.Index("ix_reward_records_prompt_hash", "prompt_hash", "created_at", "id"),
     sa.Index("ix_reward_records_run_id", "run_id", "created_at", "id"),
+    sa.Index("ix_reward_records_run_step", "run_id", "step", "created_at", "id"),
 )
