@@ -115,42 +115,88 @@ def open_mode_unrequested(settings) -> bool:
     return settings.auth is None and not _env_keys(settings) and settings.api_keys_file is None
 
 
-class RateLimiter:
-    """A fixed one-minute window per key: in Redis when configured (shared by replicas), else
-    in this process. Returns the seconds to wait when the key is over its limit."""
+# Atomically: the key's count in this minute and the last, and one more hit only when the
+# sliding estimate leaves room for it (refused hits are not counted, so a client that waits as
+# told gets in). KEYS: this window's key, the last window's; ARGV: limit, fraction of this
+# window gone, expiry seconds. Returns {admitted 0/1, last window's count, this window's count}.
+_SLIDING_HIT = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local estimate = previous * (1 - tonumber(ARGV[2])) + current
+if estimate + 1 <= tonumber(ARGV[1]) then
+  current = redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return {1, previous, current}
+end
+return {0, previous, current}
+"""
 
-    def __init__(self, per_minute: int, redis_url: str | None = None, namespace: str = "cat:v1:") -> None:
+
+def sliding_wait(limit: int, previous: int, current: int, elapsed_s: float, window_s: float = 60.0) -> float:
+    """Seconds until a sliding-window estimate (``previous`` weighted by the part of the last
+    window still inside the sliding minute, plus ``current``) leaves room for one more hit,
+    assuming no other hits meanwhile."""
+    fraction = elapsed_s / window_s
+    if previous * (1 - fraction) + current + 1 <= limit:
+        return 0.0
+    remaining = window_s - elapsed_s
+    if previous > 0 and current + 1 <= limit:  # the last window's share decays within this one
+        t = window_s * (1 - fraction - (limit - 1 - current) / previous)
+        if t <= remaining:
+            return max(0.0, t)
+    # Only in the next window: this window's count becomes the decaying one.
+    s = window_s * (1 - (limit - 1) / current) if current > 0 else 0.0
+    return remaining + max(0.0, s)
+
+
+class RateLimiter:
+    """A sliding one-minute window per key (the last minute's count weighted by how much of it
+    still lies inside the sliding minute, plus this minute's count), so a burst across a minute
+    boundary cannot pass twice the limit. In Redis when configured (shared by replicas, one Lua
+    script per hit), else in this process. Returns the seconds to wait when over the limit;
+    refused requests do not count."""
+
+    def __init__(
+        self, per_minute: int, redis_url: str | None = None, namespace: str = "cat:v1:", clock=time.time
+    ) -> None:
         self.per_minute = per_minute
         self._counts: dict[tuple[str, int], int] = {}
         self._redis = None
+        self._script = None
         self._ns = namespace + "rate:"
+        self._clock = clock
         if redis_url:
             import redis.asyncio as aioredis
 
             self._redis = aioredis.from_url(redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+            self._script = self._redis.register_script(_SLIDING_HIT)
 
     async def hit(self, who: str) -> float | None:
-        now = time.time()
+        now = self._clock()
         window = int(now // 60)
-        retry_after = 60 - (now % 60)
+        elapsed = now - window * 60
         if self._redis is not None:
-            key = f"{self._ns}{who}:{window}"
+            keys = [f"{self._ns}{who}:{window}", f"{self._ns}{who}:{window - 1}"]
             try:
-                async with self._redis.pipeline(transaction=True) as pipe:
-                    pipe.incr(key)
-                    pipe.expire(key, 120)
-                    count, _ = await pipe.execute()
+                admitted, previous, current = await self._script(keys=keys, args=[self.per_minute, elapsed / 60, 130])
             except Exception:  # noqa: BLE001 - a dead Redis must not stop rewards: count locally
-                count = self._local(who, window)
+                admitted, previous, current = self._local(who, window, elapsed)
         else:
-            count = self._local(who, window)
-        return retry_after if count > self.per_minute else None
+            admitted, previous, current = self._local(who, window, elapsed)
+        if admitted:
+            return None
+        return max(1.0, sliding_wait(self.per_minute, int(previous), int(current), elapsed))
 
-    def _local(self, who: str, window: int) -> int:
-        for stale in [k for k in self._counts if k[1] < window]:
+    def _local(self, who: str, window: int, elapsed: float) -> tuple[int, int, int]:
+        for stale in [k for k in self._counts if k[1] < window - 1]:
             del self._counts[stale]
-        self._counts[(who, window)] = self._counts.get((who, window), 0) + 1
-        return self._counts[(who, window)]
+        current = self._counts.get((who, window), 0)
+        previous = self._counts.get((who, window - 1), 0)
+        if previous * (1 - elapsed / 60) + current + 1 <= self.per_minute:
+            current += 1
+            self._counts[(who, window)] = current
+            return 1, previous, current
+        return 0, previous, current
 
     async def aclose(self) -> None:
         if self._redis is not None:

@@ -139,3 +139,24 @@ async def test_rate_limit_is_shared_by_replicas_through_redis(tmp_path, redis_na
         for client in (a, b, a, b):
             statuses.append((await client.post("/rewards", json=BODY, headers=bearer("both-key"))).status_code)
         assert statuses == [200, 200, 200, 429]
+
+
+async def test_the_sliding_window_holds_across_replicas_and_the_minute_boundary(redis_namespace):
+    """Two limiters sharing Redis (two replicas), a burst half a second before a minute ends and
+    another just after: the second burst is refused, and refused hits are not counted."""
+    from cat_reward.auth import RateLimiter
+
+    now = [60 * 7000 + 59.5]
+    a = RateLimiter(4, REDIS_URL, redis_namespace, clock=lambda: now[0])
+    b = RateLimiter(4, REDIS_URL, redis_namespace, clock=lambda: now[0])
+    try:
+        assert [await limiter.hit("k") for limiter in (a, b, a, b)] == [None] * 4
+        now[0] += 1.0
+        waits = [await limiter.hit("k") for limiter in (a, b, a, b)]
+        assert all(w is not None and w >= 1 for w in waits)
+        now[0] += max(waits) + 0.01
+        assert await a.hit("k") is None  # the wait it gave was enough, whatever was refused meanwhile
+    finally:
+        await a.aclose()
+        await b.aclose()
+
