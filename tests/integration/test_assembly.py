@@ -224,3 +224,20 @@ async def test_a_replica_that_dies_while_scoring_is_replaced(redis_namespace, tm
         assert retry.status_code == 200, retry.text
         assert retry.json()["group"]["scored"] == 2 and retry.json()["indices"] == [1]
         assert b.syntheses() == 1
+
+
+async def test_the_in_process_store_forgets_expired_groups_and_counters():
+    """Keys that are never looked up again (every finished group of a long run) are swept."""
+    import time
+
+    from cat_reward.assembly import MemoryAssemblyStore
+
+    store = MemoryAssemblyStore(sweep_interval_s=0.0)
+    for n in range(20):
+        await store.add(f"old/{n}", {"prompt": "p"}, 2, [(None, f"r{n}")], ttl_s=0.05)
+        await store.advance_generation(f"series-{n}", 0, ttl_s=0.05)
+    assert len(store._groups) == 20 and len(store._generations) == 20
+    time.sleep(0.1)
+    await store.add("new/0", {"prompt": "p"}, 2, [(None, "r")], ttl_s=60)
+    assert list(store._groups) == ["new/0"] and store._generations == {}
+    assert await store.received("new/0") == 1

@@ -34,10 +34,23 @@ def _place(samples: dict[int, str], rollout: str, size: int) -> int:
 
 
 class MemoryAssemblyStore:
-    def __init__(self) -> None:
+    def __init__(self, sweep_interval_s: float = 10.0) -> None:
         self._groups: dict[str, _Group] = {}
         self._generations: dict[str, tuple[int, float]] = {}  # key -> (generation, expiry)
         self._lock = asyncio.Lock()
+        self._sweep_interval_s = sweep_interval_s
+        self._last_sweep = time.time()
+
+    def _sweep(self, now: float) -> None:
+        """Drop expired groups and generation counters: a key that is never looked up again
+        (every finished group of a long run) must not stay in memory for ever."""
+        if now - self._last_sweep < self._sweep_interval_s:
+            return
+        self._last_sweep = now
+        for key in [k for k, g in self._groups.items() if g.expires_at <= now]:
+            del self._groups[key]
+        for key in [k for k, (_, expiry) in self._generations.items() if expiry <= now]:
+            del self._generations[key]
 
     def _get(self, key: str) -> _Group | None:
         group = self._groups.get(key)
@@ -49,6 +62,7 @@ class MemoryAssemblyStore:
     async def add(self, key, spec, size, samples, ttl_s) -> Added:
         async with self._lock:
             now = time.time()
+            self._sweep(now)
             group = self._get(key)
             if group is None:
                 group = self._groups[key] = _Group(spec=spec, size=size, created_at=now, expires_at=now + ttl_s)
@@ -118,6 +132,7 @@ class MemoryAssemblyStore:
 
     async def advance_generation(self, key, expected, ttl_s):
         async with self._lock:
+            self._sweep(time.time())
             current = await self.generation(key)
             if current == expected:
                 current += 1
