@@ -5,7 +5,8 @@ unbounded queue in the service's memory until every request times out. So each p
 most ``CAT_MAX_ACTIVE_GROUPS + CAT_MAX_QUEUED_GROUPS`` groups; past that a request is refused at
 once (503 ``overloaded`` with Retry-After), before any LLM work. An admitted group waits for one of
 the active slots at most ``CAT_QUEUE_TIMEOUT_S``; then it too is refused. A batch is admitted whole
-or not at all. Replicas each have their own budget: the load balancer spreads, the clients retry.
+or not at all; once admitted its groups wait as long as it takes, so none of its LLM work is thrown
+away. A batch larger than the whole room is a 422: it could never be admitted. Replicas each have their own budget: the load balancer spreads, the clients retry.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import time
 from contextlib import asynccontextmanager
 
-from .engine.errors import CatError
+from .engine.errors import CatError, InvalidGroup
 from .metrics import ADMISSION_REJECTIONS, GROUPS_ACTIVE, GROUPS_QUEUED
 
 
@@ -58,8 +59,15 @@ class Admission:
 
     @asynccontextmanager
     async def admit(self, groups: int = 1):
-        """Reserve room for ``groups`` groups, or raise ``Overloaded`` at once."""
+        """Reserve room for ``groups`` groups, or raise ``Overloaded`` at once (``InvalidGroup``
+        when they could never fit: retrying would not help)."""
         limit = self.max_active + self.max_queued
+        if groups > limit:
+            raise InvalidGroup(
+                f"{groups} groups in one request can never be admitted here: the limit is {limit} "
+                f"(CAT_MAX_ACTIVE_GROUPS={self.max_active} + CAT_MAX_QUEUED_GROUPS={self.max_queued}); send fewer",
+                param="groups",
+            )
         if self._admitted + groups > limit:
             ADMISSION_REJECTIONS.labels(reason="queue_full").inc()
             raise Overloaded(
@@ -77,10 +85,15 @@ class Admission:
             self._publish()
 
     @asynccontextmanager
-    async def slot(self):
-        """One active slot for an admitted group, waiting at most the queue timeout."""
+    async def slot(self, *, bounded_wait: bool = True):
+        """One active slot for an admitted group, waiting at most the queue timeout. The groups of
+        an admitted batch wait without it (``bounded_wait=False``): a batch is refused whole, up
+        front, or scored whole, never dropped halfway after some of its groups cost LLM calls."""
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=self.queue_timeout_s)
+            if bounded_wait:
+                await asyncio.wait_for(self._slots.acquire(), timeout=self.queue_timeout_s)
+            else:
+                await self._slots.acquire()
         except asyncio.TimeoutError:
             ADMISSION_REJECTIONS.labels(reason="queue_timeout").inc()
             raise Overloaded(

@@ -13,7 +13,7 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from .admission import Admission, Overloaded
+from .admission import Admission
 from .api.schemas import (
     BatchItem,
     BatchRequest,
@@ -135,9 +135,11 @@ class RewardService:
         async with self.admission.admit(1):
             return await self._score(request, group, idempotency_key)
 
-    async def _score(self, request: RewardRequest, group: Group, idempotency_key: str | None) -> RewardResponse:
+    async def _score(
+        self, request: RewardRequest, group: Group, idempotency_key: str | None, *, bounded_wait: bool = True
+    ) -> RewardResponse:
         """Score one admitted group: wait for a slot, run the pipeline, flag, record."""
-        async with self.admission.slot():
+        async with self.admission.slot(bounded_wait=bounded_wait):
             outcome = await self.pipeline.score(group)
         for rollout in outcome.rollouts:  # rollouts are data; flag the ones that talk to the judge
             flags = injection_flags(group.rollouts[rollout.index])
@@ -190,8 +192,8 @@ class RewardService:
         async def one(index: int, request: RewardRequest, group: Group) -> BatchItem:
             key = f"{idempotency_key}#{index}" if idempotency_key else None
             try:
-                result = await self._score(request, group, key)
-            except (LLMUnavailable, Overloaded):  # the whole batch: retry it later
+                result = await self._score(request, group, key, bounded_wait=False)
+            except LLMUnavailable:  # the whole batch: retry it later
                 raise
             except CatError as exc:
                 return BatchItem(index=index, ok=False, error=ErrorBody.from_error(exc))

@@ -58,8 +58,10 @@ class Trainers:
 
     def __exit__(self, *exc):
         self._stop.set()
-        for t in self._threads:
-            t.join(timeout=60)
+        for t in self._threads:  # a request in flight ends within its timeout
+            t.join(timeout=self.timeout_s + 30)
+        alive = [t.name for t in self._threads if t.is_alive()]
+        assert not alive, f"trainer threads still running: {alive}"
 
 
 def history_ids(url: str, expected: int, run_id: str = "faults") -> set[str]:

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY
 
 from cat_reward.admission import Admission, Overloaded
 from cat_reward.api import create_app
+from cat_reward.engine.errors import InvalidGroup
 from cat_reward.backends.scripted import ScriptedLLM
 from cat_reward.engine.ports import Roles
 from cat_reward.settings import Settings
@@ -17,6 +18,13 @@ from .scripts import anchor_script, judge_script
 from .test_api import BODY, ExactChecker
 
 pytestmark = pytest.mark.anyio
+
+
+async def until(condition, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
 
 
 def _rejections(reason: str) -> float:
@@ -51,10 +59,14 @@ async def test_admits_up_to_active_plus_queued_then_refuses_at_once():
 
 async def test_a_batch_is_admitted_whole_or_not_at_all():
     admission = Admission(max_active=2, max_queued=1, queue_timeout_s=5)
-    with pytest.raises(Overloaded):
+    with pytest.raises(InvalidGroup):  # could never fit
         async with admission.admit(4):
             pass
-    assert admission.waiting == 0  # nothing was reserved by the refusal
+    async with admission.admit(1):
+        with pytest.raises(Overloaded):  # does not fit now
+            async with admission.admit(3):
+                pass
+        assert admission.waiting == 1  # nothing was reserved by the refusal
     async with admission.admit(3):
         assert admission.waiting == 3
 
@@ -104,10 +116,11 @@ async def test_over_http_the_excess_group_gets_503_overloaded_and_costs_no_llm_c
     client, anchor = await slow_client(0.3, max_active_groups=1, max_queued_groups=1, cache_enabled=False)
     rejected_before = _rejections("queue_full")
     bodies = [{**BODY, "rollouts": [f"\\boxed{{{i}}}", "b"]} for i in range(3)]
+    admission = client._transport.app.state.services.rewards.admission
     tasks = [asyncio.create_task(client.post("/rewards", json=bodies[0]))]
-    await asyncio.sleep(0.05)  # the first is being scored
+    await until(lambda: admission.active == 1)  # the first is being scored
     tasks.append(asyncio.create_task(client.post("/rewards", json=bodies[1])))
-    await asyncio.sleep(0.05)  # the second waits for the slot
+    await until(lambda: admission.waiting == 1)  # the second waits for the slot
     refused = await client.post("/rewards", json=bodies[2])
     assert refused.status_code == 503, refused.text
     error = refused.json()["error"]
@@ -120,11 +133,38 @@ async def test_over_http_the_excess_group_gets_503_overloaded_and_costs_no_llm_c
     assert _rejections("queue_full") == rejected_before + 1
 
 
-async def test_a_batch_larger_than_the_room_is_refused_whole(slow_client):
+async def test_a_batch_that_could_never_fit_is_a_422_not_a_retryable_503(slow_client):
     client, anchor = await slow_client(0.0, max_active_groups=1, max_queued_groups=1, cache_enabled=False)
     batch = {"groups": [{**BODY, "rollouts": [f"r{i}"]} for i in range(3)]}
     refused = await client.post("/rewards/batch", json=batch)
-    assert refused.status_code == 503 and refused.json()["error"]["type"] == "overloaded"
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["param"] == "groups" and "CAT_MAX_QUEUED_GROUPS" in error["message"]
+    assert "Retry-After" not in refused.headers
     assert anchor.calls == []
     fits = await client.post("/rewards/batch", json={"groups": batch["groups"][:2]})
     assert fits.status_code == 200 and all(item["ok"] for item in fits.json()["results"])
+
+
+async def test_a_batch_without_room_now_is_refused_whole_before_any_llm_work(slow_client):
+    client, anchor = await slow_client(0.3, max_active_groups=1, max_queued_groups=2, cache_enabled=False)
+    single = asyncio.create_task(client.post("/rewards", json={**BODY, "rollouts": ["busy"]}))
+    await until(lambda: len(anchor.calls) == 1)  # it holds the slot
+    calls_before = len(anchor.calls)
+    batch = {"groups": [{**BODY, "rollouts": [f"r{i}"]} for i in range(3)]}
+    refused = await client.post("/rewards/batch", json=batch)  # 1 in progress + 3 > 1 + 2
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "overloaded"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert len(anchor.calls) == calls_before
+    assert (await single).status_code == 200
+
+
+async def test_an_admitted_batch_is_scored_whole_however_long_its_groups_wait(slow_client):
+    """Its groups wait for the one slot longer than the queue timeout: no group is dropped."""
+    client, anchor = await slow_client(
+        0.3, max_active_groups=1, max_queued_groups=4, queue_timeout_s=0.2, batch_concurrency=3, cache_enabled=False
+    )
+    batch = {"groups": [{**BODY, "rollouts": [f"r{i}"]} for i in range(3)]}
+    response = await client.post("/rewards/batch", json=batch)
+    assert response.status_code == 200, response.text
+    assert [item["ok"] for item in response.json()["results"]] == [True, True, True]

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import re
 
-# (kind, pattern, hints): the pattern runs only when one of its hints occurs in the casefolded
-# text. Every match of a pattern contains one of its hints (casefolding folds at least what
-# IGNORECASE matches, e.g. "ſ" to "s"), so the hints only skip regex scans that cannot match:
-# this runs on every rollout of every group.
+# (kind, pattern, hints): the pattern runs only when one of its hints occurs in the folded text.
+# Every match of a pattern contains one of its hints, so the hints only skip regex scans that
+# cannot match: this runs on every rollout of every group. Folding must cover everything that
+# IGNORECASE takes for an ASCII letter: ASCII case, and four other characters (a test scans all
+# of Unicode to keep this list true).
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u212a": "k", "\u017f": "s"})
 _CHECKS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
     (
         "instruction_override",
@@ -61,7 +63,7 @@ KINDS = ("instruction_override", "verdict_forgery", "fence_escape", "role_tags")
 
 def detect_injection(text: str) -> list[str]:
     """The kinds of injection attempt found in a rollout, in a fixed order ([] when none)."""
-    folded = text.casefold()
+    folded = text.translate(_FOLD).lower()
     found = set()
     for kind, pattern, hints in _CHECKS:
         if kind not in found and any(h in folded for h in hints) and pattern.search(text):
