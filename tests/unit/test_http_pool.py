@@ -55,3 +55,25 @@ def test_pool_sizes():
     assert len(small.clients) == 3
     asyncio.run(http.aclose())
     asyncio.run(small.aclose())
+
+
+async def test_closing_goes_on_past_a_pool_that_fails_to_close():
+    http = PooledHTTP(3, 3)
+    closed = []
+
+    def closer(i, fail):
+        async def aclose():
+            closed.append(i)
+            if fail:
+                raise RuntimeError("boom")
+        return aclose
+
+    originals = [c.aclose for c in http.clients]
+    for i, client in enumerate(http.clients):
+        client.aclose = closer(i, fail=(i == 0))
+    with pytest.raises(RuntimeError, match="boom"):
+        await http.aclose()
+    assert closed == [0, 1, 2]
+    for original in originals:
+        await original()
+

@@ -50,5 +50,12 @@ class PooledHTTP:
         return await self.request("POST", url, **kwargs)
 
     async def aclose(self) -> None:
+        """Close every pool, even when closing one fails; then raise the first failure."""
+        failures = []
         for client in self.clients:
-            await client.aclose()
+            try:
+                await client.aclose()
+            except Exception as exc:  # noqa: BLE001 - the others must still close
+                failures.append(exc)
+        if failures:
+            raise failures[0]
