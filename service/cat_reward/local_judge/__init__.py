@@ -122,6 +122,12 @@ def server_command(paths: JudgePaths, host: str, port: int, max_model_len: int =
         # prompts: measured on 2 CPU cores, the verdict stage took half the time (bench/README.md).
         "--block-size",
         "32",
+        # Whole prompts per step: vLLM 0.32 on CPU kills its engine ("CPU Generator does not use
+        # offset") when a prompt of a request with a `seed` is split across steps (chunked
+        # prefill rewinds a per-request generator, which CPU generators cannot do).
+        "--no-enable-chunked-prefill",
+        "--max-num-batched-tokens",
+        str(max(4 * max_model_len, 8192)),
     ]
 
 
