@@ -82,6 +82,10 @@ class KeyStore:
     def __init__(self, keys: list[ApiKey]) -> None:
         self._by_digest = {k.digest: k for k in keys}
 
+    def keys(self) -> list[ApiKey]:
+        """Every configured key (digests and scopes; never a plain key)."""
+        return list(self._by_digest.values())
+
     def authenticate(self, token: str) -> ApiKey | None:
         wanted = digest(token)
         for candidate, key in self._by_digest.items():  # constant-time per comparison

