@@ -27,6 +27,8 @@ def _serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
 
     configure_logging(settings.log_level, settings.log_json)
     common = dict(host=host, port=port, log_config=None, access_log=False)  # our middleware logs requests
+    # The proxies whose X-Forwarded-Proto/-For uvicorn applies (the dashboard's Secure cookie needs the former).
+    common["forwarded_allow_ips"] = settings.forwarded_allow_ips
     if workers > 1:
         # Every worker writes its metrics here; /metrics on any worker aggregates them all.
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -196,6 +196,26 @@ class Settings(BaseSettings):
         default=None, description="File of hashed keys: 'sha256:<hex> SCOPE[+SCOPE...] [name]' per line (cat-reward hash-key)."
     )
     rate_limit_per_minute: int = Field(default=0, ge=0, description="Requests per key and minute (0: no limit); 429 beyond.")
+    ui_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Secret that signs the audit dashboard's login sessions (HMAC-SHA256); give every replica the "
+        "same one. Changing it ends all sessions. Unset (or blank): derived from the configured keys' SHA-256 "
+        "digests, so replicas with the same keys agree and any change of the keys ends all sessions; but then "
+        "whoever can read the digests (a CAT_API_KEYS_FILE) can forge a session, so set it when that file is less "
+        "guarded than a key.",
+    )
+    ui_cookie_secure: bool | None = Field(
+        default=None,
+        description="The dashboard cookie's Secure flag. Unset: Secure when the request is https, as seen after the "
+        "trusted proxy headers (CAT_FORWARDED_ALLOW_IPS); true/false force it (TLS terminated elsewhere).",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        min_length=1,
+        description="Comma-separated IPs or networks (or *) of the proxies whose X-Forwarded-Proto and X-Forwarded-For "
+        "(applied by uvicorn) and X-Forwarded-Host (the dashboard's login check) are trusted. Default: loopback only, "
+        "uvicorn's own default.",
+    )
 
     # --- logs ------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
@@ -213,6 +233,12 @@ class Settings(BaseSettings):
     @classmethod
     def _extractors(cls, value: list[str]) -> list[str]:
         return list(validate_extractors(value))
+
+    @field_validator("ui_session_secret", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(raw, str) and not raw.strip() else value
 
     @model_validator(mode="after")
     def _criteria_range(self):

@@ -192,6 +192,26 @@ def test_the_service_environment_is_valid_settings(monkeypatch):
     assert settings.data_dir == Path("/data")
 
 
+def test_the_service_behind_nginx_trusts_its_forwarded_headers(monkeypatch):
+    """nginx says the scheme (X-Forwarded-Proto) the browser used; the replicas must believe it,
+    or the dashboard's cookie is never Secure behind an https nginx."""
+    doc = load_compose()
+    env = environment(doc["services"][SERVICE])
+    for key in [k for k in os.environ if k.startswith("CAT_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)
+    assert settings.forwarded_allow_ips == "*"  # safe only because no replica publishes a port:
+    assert "ports" not in doc["services"][SERVICE]  # every peer is a container of this stack
+    assert settings.ui_session_secret is None  # unset by default: derived from the keys, the same on every replica
+    assert settings.ui_cookie_secure is None  # from the scheme nginx forwards
+    headers = {d[0].lower(): d[1] for d in nginx_directives(nginx_text(), "proxy_set_header")}
+    assert headers["x-forwarded-proto"] == "$scheme" and headers["x-forwarded-for"] == "$proxy_add_x_forwarded_for"
+    shared = load_compose({"CAT_UI_SESSION_SECRET": "s3cret"})
+    assert environment(shared["services"][SERVICE])["CAT_UI_SESSION_SECRET"] == "s3cret"
+
+
 def test_depends_on_waits_for_healthy_backends():
     services = load_compose()["services"]
     deps = depends_on(services[SERVICE])

@@ -72,8 +72,8 @@ async def test_run_rewards_in_step_order_without_stepless_or_other_runs(store):
     ]
     await _put(store, records)
 
-    rows, next_step = await store.run_rewards("run-1")
-    assert next_step is None
+    rows, next_step, truncated = await store.run_rewards("run-1")
+    assert next_step is None and truncated is None
     assert [(r["id"], r["step"], r["rewards"]) for r in rows] == [
         ("s0", 0, [0.0, 1.0]),
         ("s1a", 1, [0.25]),  # within a step: oldest first
@@ -83,9 +83,9 @@ async def test_run_rewards_in_step_order_without_stepless_or_other_runs(store):
     ]
     assert all(r["created_at"].endswith("+00:00") for r in rows)
     assert [r["id"] for r in (await store.run_rewards("run-2"))[0]] == ["other"]
-    assert await store.run_rewards("no-such-run") == ([], None)
+    assert await store.run_rewards("no-such-run") == ([], None, None)
 
-    rows, _ = await store.run_rewards("run-1", from_step=2)
+    rows, _, _ = await store.run_rewards("run-1", from_step=2)
     assert [r["id"] for r in rows] == ["s2", "norewards"]
 
 
@@ -101,7 +101,8 @@ async def test_run_rewards_pages_by_whole_steps(store):
 
     seen, pages, from_step = [], [], None
     while True:
-        rows, from_step = await store.run_rewards("run-1", from_step=from_step, limit=3)
+        rows, from_step, truncated = await store.run_rewards("run-1", from_step=from_step, limit=3)
+        assert truncated is None  # whole steps only: nothing left out
         pages.append(sorted({r["step"] for r in rows}))
         seen += [r["id"] for r in rows]
         if from_step is None:
@@ -110,9 +111,36 @@ async def test_run_rewards_pages_by_whole_steps(store):
     assert pages == [[0], [1], [2, 3], [4]]
     assert seen == [r["id"] for r in records]
 
-    # One step with more records than the limit: its first `limit` records, then the next step.
-    rows, from_step = await store.run_rewards("run-1", from_step=1, limit=2)
+    # One step with more records than the limit: its first `limit` records, then the next step,
+    # and it says how many of which step were left out.
+    rows, from_step, truncated = await store.run_rewards("run-1", from_step=1, limit=2)
     assert [r["id"] for r in rows] == ["s1-0", "s1-1"] and from_step == 2
+    assert truncated == {"step": 1, "returned": 2, "total": 3, "left_out": 1}
+
+
+async def test_run_rewards_says_how_much_of_an_oversized_step_it_left_out(store):
+    # step 0: 1 record; step 5: 7 records; step 6: 1 record; and 2 of step 5 in another run
+    records = [make_record(0, id="a", step=0, result=_rewards([0.0]))]
+    records += [make_record(1 + i, id=f"big-{i}", step=5, result=_rewards([i / 10])) for i in range(7)]
+    records += [make_record(8, id="z", step=6, result=_rewards([1.0]))]
+    records += [make_record(9 + i, id=f"other-{i}", step=5, run_id="run-2", result=_rewards([1.0])) for i in range(2)]
+    await _put(store, records)
+
+    # Step 0 fits, step 5 does not: the page stops before it (nothing cut, nothing left out).
+    rows, next_step, truncated = await store.run_rewards("run-1", limit=4)
+    assert [r["id"] for r in rows] == ["a"] and next_step == 5 and truncated is None
+
+    # Step 5 alone holds more than the limit: its oldest 4, and the other 3 are counted (only this run's).
+    rows, next_step, truncated = await store.run_rewards("run-1", from_step=5, limit=4)
+    assert [r["id"] for r in rows] == ["big-0", "big-1", "big-2", "big-3"]
+    assert next_step == 6
+    assert truncated == {"step": 5, "returned": 4, "total": 7, "left_out": 3}
+
+    # Exactly the limit: nothing left out.
+    rows, next_step, truncated = await store.run_rewards("run-1", from_step=5, limit=7)
+    assert len(rows) == 7 and next_step == 6 and truncated is None
+    rows, next_step, truncated = await store.run_rewards("run-1", from_step=6, limit=1)
+    assert [r["id"] for r in rows] == ["z"] and next_step is None and truncated is None
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [({"limit": 0}, "limit"), ({"from_step": "3"}, "from_step")])

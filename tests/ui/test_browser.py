@@ -179,13 +179,33 @@ def test_login_with_scopes_then_logout(page, site, shots):
     assert page.url == f"{url}/ui"
     assert page.locator("h1").text_content() == "Rubric history"
     [cookie] = page.context.cookies()
-    assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == ("cat_ui_key", "/ui", True, "Strict")
+    assert (cookie["name"], cookie["path"], cookie["httpOnly"], cookie["sameSite"]) == ("cat_ui_session", "/ui", True, "Strict")
+    assert cookie["value"].startswith("v1.") and "auditkey" not in cookie["value"]  # a session, not the key
     assert page.evaluate("document.cookie") == ""  # HttpOnly: no script could read it
 
-    page.click("header .who button")
+    page.goto(f"{url}/ui/logout")  # a GET (a link, an image of another site) does not log out
+    assert page.url == f"{url}/ui" and page.context.cookies()
+    page.click("header .who button")  # the nav's Log out posts a form
     assert page.url == f"{url}/ui/login" and not page.context.cookies()
     page.goto(f"{url}/ui")
     assert page.url == f"{url}/ui/login"
+    assert page.locator("p.notice").count() == 0
+
+
+def test_a_tampered_or_expired_session_asks_to_log_in_again(page, site):
+    url = site["url"]
+    login(page, url, "auditkey")
+    [cookie] = page.context.cookies()
+    version, kid, expiry, mac = cookie["value"].split(".")
+    page.context.add_cookies([cookie | {"value": f"{version}.{kid}.{int(expiry) + 86400}.{mac}"}])  # longer: forged
+    page.goto(f"{url}/ui?run_id={RUN}")
+    assert page.url == f"{url}/ui/login?expired=1&next=%2Fui%3Frun_id%3D{RUN}"
+    assert "Your session has ended" in page.locator("p.notice").text_content()
+    assert not page.context.cookies()  # deleted
+    page.fill("#key", "auditkey")
+    page.click("form.login-form button[type=submit]")
+    page.wait_for_load_state()
+    assert page.url == f"{url}/ui?run_id={RUN}"  # back where it was
 
 
 def test_history_filters_by_run_and_step(page, site, shots):

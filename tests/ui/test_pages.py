@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cat_reward.api import create_app
+from cat_reward.api.ui import routes
 from cat_reward.api.ui.rendering import CSP
 from cat_reward.settings import Settings
 
@@ -18,7 +19,7 @@ from .conftest import AUDIT, TRAIN, App, group, post_groups, table, text_of
 pytestmark = pytest.mark.anyio
 
 
-def _cookie_header(response, name="cat_ui_key") -> str:
+def _cookie_header(response, name="cat_ui_session") -> str:
     headers = [v for k, v in response.headers.multi_items() if k == "set-cookie" and v.startswith(name + "=")]
     assert len(headers) == 1, response.headers
     return headers[0]
@@ -53,14 +54,14 @@ async def test_login_sets_a_strict_httponly_cookie_for_ui_only_and_logout_clears
         for attribute in ("httponly", "samesite=strict", "path=/ui", "max-age=43200"):
             assert attribute in cookie, cookie
         assert "secure" not in cookie  # plain http: a Secure cookie would never come back
-        assert "auditkey" not in cookie  # encoded, not the key as typed
+        assert "auditkey" not in cookie  # a session, not the key
 
         page = await client.get("/ui")
         assert page.status_code == 200 and "Rubric history" in page.text
         assert "key: env-1" in text_of(page.text) and 'action="/ui/logout"' in page.text
 
         # The JSON API does not take the dashboard's cookie: its guard is unchanged.
-        api = await client.get("/rubrics", headers={"Cookie": f"cat_ui_key={client.cookies['cat_ui_key']}"})
+        api = await client.get("/rubrics", headers={"Cookie": f"cat_ui_session={client.cookies['cat_ui_session']}"})
         assert api.status_code == 401 and api.json()["error"]["type"] == "unauthenticated"
 
         out = await client.post("/ui/logout")
@@ -123,11 +124,12 @@ async def test_bearer_header_and_cookie_scopes(settings):
         await client.post("/ui/login", data={"key": "auditkey"})
         assert (await client.get("/ui")).status_code == 200
         client.cookies.clear()
-        train = {"Cookie": "cat_ui_key=dHJhaW5rZXk"}  # base64url("trainkey"), as a login would not have set it
-        assert (await client.get("/ui", headers=train)).status_code == 403
-        stale = await client.get("/ui/runs/r", headers={"Cookie": "cat_ui_key=Z29uZQ"})  # "gone": not a key (any more)
-        assert stale.status_code == 303 and stale.headers["location"].startswith("/ui/login?next=")
-        assert "max-age=0" in _cookie_header(stale).lower()
+        # The key itself in the cookie (as before sessions) opens nothing, under either name.
+        for cookie in ("cat_ui_key=YXVkaXRrZXk", "cat_ui_session=YXVkaXRrZXk", "cat_ui_session=auditkey"):
+            stale = await client.get("/ui/runs/r", headers={"Cookie": cookie})  # base64url("auditkey")
+            assert stale.status_code == 303, cookie
+            assert stale.headers["location"] == "/ui/login?expired=1&next=%2Fui%2Fruns%2Fr", cookie
+            assert "max-age=0" in _cookie_header(stale, cookie.partition("=")[0]).lower(), cookie
 
 
 async def test_open_mode_needs_no_login(settings):
@@ -330,6 +332,28 @@ async def test_run_page_plots_one_box_per_step(settings):
         empty = await client.get("/ui/runs/never", headers=AUDIT)
         assert empty.status_code == 200 and "No computed rewards with a training step" in empty.text
         assert (await client.get("/ui/runs/run-1", params={"from": "x"}, headers=AUDIT)).status_code == 422
+
+
+async def test_run_page_says_which_step_it_could_not_plot_whole(settings, monkeypatch):
+    monkeypatch.setattr(routes, "PLOT_RECORDS", 3)  # one plot reads at most 3 records
+    app = App(settings())
+    async with app as client:
+        bodies = [group(step=1, prompt=f"Q1.{g}") for g in range(5)] + [group(step=2, prompt="Q2")]
+        await post_groups(client, bodies)
+        await app.history.flush()
+        page = await client.get("/ui/runs/run-1", headers=AUDIT)
+        assert page.status_code == 200
+        notice = re.search(r'<p class="notice truncated"[^>]*>(.*?)</p>', page.text, re.S)
+        assert notice, "no notice of the records left out"
+        said = text_of(notice.group(1))
+        assert "Step 1 holds 5 records, more than one plot reads: only its oldest 3 are plotted, 2 records of step 1 left out" in said
+        assert 'href="/ui?run_id=run-1&amp;step=1"' in notice.group(1)  # where all of them are listed
+        assert re.findall(r'<g class="step" data-step="(\d+)">', page.text) == ["1"]
+        assert '<a href="/ui/runs/run-1?from=2" rel="next">Later steps' in page.text
+
+        later = await client.get("/ui/runs/run-1", params={"from": "2"}, headers=AUDIT)
+        assert "notice truncated" not in later.text and "left out" not in later.text
+        assert re.findall(r'<g class="step" data-step="(\d+)">', later.text) == ["2"]
 
 
 # --- error pages --------------------------------------------------------------------------

@@ -231,13 +231,15 @@ class HistoryStore:
 
     async def run_rewards(
         self, run_id: str, *, from_step: int | None = None, limit: int = 5000
-    ) -> tuple[list[dict], int | None]:
+    ) -> tuple[list[dict], int | None, dict | None]:
         """The rewards of a run's records that have a step, in step order (then created_at, id),
         for plotting rewards over training steps: dicts with ``id``, ``step``, ``created_at`` and
         ``rewards`` (the result's list; only that part of the JSON is read). At most ``limit``
         records from ``from_step`` on; a step is never cut in two unless it alone holds more
-        than ``limit`` records. Returns (rows, the step to continue from, or None after the
-        last). Database only, like ``list``."""
+        than ``limit`` records. Returns (rows, the step to continue from or None after the last,
+        truncated): ``truncated`` is None, or when one step alone held more than ``limit``
+        records and only its oldest ``limit`` were returned, ``{"step", "returned", "total",
+        "left_out"}`` of that step. Database only, like ``list``."""
         self._check_open()
         _check_limit(limit)
         if from_step is not None:
@@ -269,12 +271,21 @@ class HistoryStore:
             for row in rows
         ]
         if len(out) <= limit:
-            return out, None
+            return out, None, None
         out, last = out[:limit], out[limit]["step"]
         if out[0]["step"] != last:  # the page ends inside step ``last``: that step starts the next page
-            return [r for r in out if r["step"] != last], last
-        # One step of more than ``limit`` records: its first ``limit`` only, then the next step.
-        return out, (last + 1 if last < 2**63 - 1 else None)
+            return [r for r in out if r["step"] != last], last, None
+        # One step of more than ``limit`` records: its first ``limit`` only, then the next step;
+        # how many were left out is said, never silent.
+        count = sa.select(sa.func.count()).select_from(t).where(t.c.run_id == run_id, t.c.step == last)
+        try:
+            async with self._engine.connect() as conn:
+                total = int((await conn.execute(count)).scalar_one())
+        except DB_ERRORS as exc:
+            raise StoreUnavailable(f"history database unreachable: {_brief(exc)}") from exc
+        total = max(total, limit + 1)  # at least the rows just read, should one be deleted in between
+        truncated = {"step": last, "returned": limit, "total": total, "left_out": total - limit}
+        return out, (last + 1 if last < 2**63 - 1 else None), truncated
 
     # --- internals ----------------------------------------------------------------------
 

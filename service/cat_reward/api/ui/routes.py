@@ -17,15 +17,16 @@ from ...rewarding import prompt_hash as hash_prompt
 from ...storage import StoreUnavailable
 from .auth import (
     COOKIE,
+    LEGACY_COOKIE,
     UIExit,
     Viewer,
-    clear_key_cookie,
+    clear_session_cookie,
     cross_site,
-    decode_cookie,
     login_url,
     rate_limit,
     safe_next,
-    set_key_cookie,
+    sessions,
+    set_session_cookie,
 )
 from .rendering import error_page, page
 from .views import record_view, rewards_plot, summary_row
@@ -65,10 +66,18 @@ def _forbidden(request: Request, key) -> HTMLResponse:
     )  # fmt: skip
 
 
+def _session_ended(request: Request) -> UIExit:
+    """An expired, forged or outdated session cookie (or one naming a key that is gone or lost
+    its audit scope): the login form, saying so, and the cookie deleted."""
+    response = RedirectResponse(login_url(request, expired=True), status_code=303)
+    clear_session_cookie(response, request)
+    return UIExit(response)
+
+
 async def current_viewer(request: Request) -> Viewer:
     """Every dashboard page's guard. Open mode: everyone (rate-limited as "anonymous", like the
-    API). Keys: a bearer header or the login cookie with the ``audit`` scope; without either a
-    browser is sent to the login form."""
+    API). Keys: a bearer header with the ``audit`` scope, or a valid session cookie; without
+    either a browser is sent to the login form."""
     services = request.app.state.services
     if services.keys is None:
         viewer = Viewer(None, False)
@@ -76,23 +85,25 @@ async def current_viewer(request: Request) -> Viewer:
         if wait is not None:
             raise UIExit(_too_many(request, wait, viewer))
         return viewer
-    token, from_cookie = _bearer(request), False
-    if token is None:
-        token, from_cookie = decode_cookie(request.cookies.get(COOKIE)), True
-    if token is None:
-        raise UIExit(RedirectResponse(login_url(request), status_code=303))
-    key = services.keys.authenticate(token)
-    if key is None:
-        if from_cookie:  # a key removed from the configuration since login: log in again
-            response = RedirectResponse(login_url(request), status_code=303)
-            clear_key_cookie(response, request)
-            raise UIExit(response)
-        raise UIExit(
-            error_page(request, 401, "Unknown API key", "The bearer key is not one of the configured keys.",
-                       headers={"WWW-Authenticate": "Bearer"})
-        )  # fmt: skip
-    if not key.allows("audit"):
-        raise UIExit(_forbidden(request, key))
+    token = _bearer(request)
+    if token is not None:
+        key = services.keys.authenticate(token)
+        if key is None:
+            raise UIExit(
+                error_page(request, 401, "Unknown API key", "The bearer key is not one of the configured keys.",
+                           headers={"WWW-Authenticate": "Bearer"})
+            )  # fmt: skip
+        if not key.allows("audit"):
+            raise UIExit(_forbidden(request, key))
+    else:
+        cookie = request.cookies.get(COOKIE)
+        if cookie is None:
+            if LEGACY_COOKIE in request.cookies:  # a key cookie from before sessions: log in again
+                raise _session_ended(request)
+            raise UIExit(RedirectResponse(login_url(request), status_code=303))
+        key = sessions(request).verify(cookie)
+        if key is None:
+            raise _session_ended(request)
     viewer = Viewer(key.name, True)
     wait = await rate_limit(request, key.name)
     if wait is not None:
@@ -168,16 +179,24 @@ async def login(request: Request):
     if wait is not None:
         return _too_many(request, wait, None)
     response = RedirectResponse(next_url, status_code=303)
-    set_key_cookie(response, request, key_text)
+    set_session_cookie(response, request, sessions(request).issue(key))
     return response
 
 
-@router.api_route("/logout", methods=["GET", "POST"])
+@router.post("/logout")
 async def logout(request: Request):
+    if cross_site(request):
+        return error_page(request, 403, "Cross-site logout refused", "Log out with the dashboard's own button.")
     open_mode = request.app.state.services.keys is None
     response = RedirectResponse("/ui" if open_mode else "/ui/login", status_code=303)
-    clear_key_cookie(response, request)
+    clear_session_cookie(response, request)
     return response
+
+
+@router.get("/logout")
+async def logout_link(request: Request):
+    """Not a way to log out: any page of any site can make a browser GET a URL (an image)."""
+    return RedirectResponse("/ui", status_code=303)
 
 
 # --- pages --------------------------------------------------------------------------------
@@ -275,7 +294,7 @@ async def run_page(run_id: str, request: Request, viewer: ViewerDep):
         return error_page(request, 422, "Bad step", error, viewer=viewer)
     history = _history(request, viewer)
     try:
-        rows, next_step = await history.run_rewards(run_id, from_step=from_step, limit=PLOT_RECORDS)
+        rows, next_step, truncated = await history.run_rewards(run_id, from_step=from_step, limit=PLOT_RECORDS)
     except StoreUnavailable as exc:
         raise _unavailable(request, viewer, exc) from exc
     here = f"/ui/runs/{quote(run_id, safe='')}"
@@ -283,7 +302,8 @@ async def run_page(run_id: str, request: Request, viewer: ViewerDep):
         request, "run.html", viewer=viewer, run_id=run_id, plot=rewards_plot(rows), records=len(rows),
         from_step=from_step, next_url=_url(here, **{"from": next_step}) if next_step is not None else None,
         first_url=here if from_step is not None else None,
-        history_url=_url("/ui", run_id=run_id),
+        history_url=_url("/ui", run_id=run_id), truncated=truncated,
+        truncated_url=_url("/ui", run_id=run_id, step=truncated["step"]) if truncated else None,
     )  # fmt: skip
 
 
