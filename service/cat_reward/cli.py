@@ -5,6 +5,7 @@
     cat-reward judge [--port]         prepare (once) and run the CPU vLLM judge in the foreground
     cat-reward hash-key KEY SCOPES    print a CAT_API_KEYS_FILE line (sha256 of the key)
     cat-reward openapi [PATH]         write the OpenAPI document
+    cat-reward eval --data SRC        single sample vs majority vs synthesis on your data (see --help)
 """
 
 from __future__ import annotations
@@ -142,6 +143,12 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation.command import main as eval_main
+
+    return eval_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cat-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,6 +180,29 @@ def main(argv: list[str] | None = None) -> int:
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("path", nargs="?", default="openapi.json")
     openapi.set_defaults(func=cmd_openapi)
+
+    evaluate = sub.add_parser(
+        "eval",
+        help="measure single sample vs majority vote vs synthesis on MATH-500- or HealthBench-form data",
+        description="Sample G rollouts per item from a policy endpoint and score them with this service's "
+        "pipeline (anchor, judge and math-verify from CAT_* settings). Writes OUT/results.json, "
+        "OUT/results.md and OUT/score_vs_G.png. A policy API key is read from CAT_EVAL_POLICY_API_KEY.",
+    )
+    evaluate.add_argument("--data", required=True, help="a JSONL path, builtin:math, builtin:healthbench or hf:NAME[:SPLIT]")
+    evaluate.add_argument("--format", choices=["math", "healthbench"], default=None, help="default: from the keys")
+    evaluate.add_argument("--limit", type=int, default=None, help="the first N items only")
+    evaluate.add_argument("--policy-url", default=None, help="OpenAI-compatible base URL; default: the anchor's")
+    evaluate.add_argument("--policy-model", default=None, help="default: the first model GET /models lists")
+    evaluate.add_argument("--group-sizes", default="1,2,4,8", help="comma-separated G values (default 1,2,4,8)")
+    evaluate.add_argument("--temperature", type=float, default=0.7, help="policy sampling temperature (0.7)")
+    evaluate.add_argument("--top-p", type=float, default=None)
+    evaluate.add_argument("--max-tokens", type=int, default=1024, help="per rollout (1024)")
+    evaluate.add_argument("--seed", type=int, default=None, help="passed to the policy and the anchor (on a CPU vLLM of your own, see evaluation/README.md)")
+    evaluate.add_argument("--concurrency", type=int, default=4, help="items in flight (4)")
+    evaluate.add_argument("--out", default="eval-results", help="output directory (eval-results)")
+    evaluate.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    evaluate.set_defaults(func=cmd_eval)
 
     args = parser.parse_args(argv)
     return args.func(args)
