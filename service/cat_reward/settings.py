@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     )
     anchor_model: str = Field(default=DEFAULT_MODEL, description="Model name the anchor serves.")
     anchor_api_key: SecretStr | None = Field(default=None, description="Bearer key for the anchor backend.")
+    eval_policy_api_key: SecretStr | None = Field(
+        default=None,
+        description="`cat-reward eval`: bearer key for the policy endpoint (--policy-url); default: the anchor's "
+        "key when the anchor plays the policy.",
+    )
     anchor_backend: Literal["auto", "vllm", "openai", "generic"] = Field(
         default="auto", description="Anchor backend kind: its capabilities (JSON schema, choice forcing, logprobs)."
     )

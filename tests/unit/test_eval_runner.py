@@ -148,3 +148,21 @@ def test_command_reports_an_unreachable_policy(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert "cannot use the policy: policy http://127.0.0.1:9/v1/models: ConnectError" in err
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+async def test_the_policy_key_comes_from_settings(tmp_path, checker):
+    data = tmp_path / "math.jsonl"
+    data.write_text(json.dumps({"problem": "What is 2 + 3?", "answer": "5", "unique_id": "u1"}) + "\n")
+    inner = fake_policy([])
+    keys = []
+
+    async def handle(request):
+        keys.append(request.headers.get("authorization"))
+        return await inner.handle_async_request(request)
+
+    r, _, _ = roles(anchor=anchor)
+    options = EvalOptions(data=str(data), policy_url="http://policy.test/v1", group_sizes=[1], max_tokens=64)
+    settings = Settings(anchor_model="anchor-model", eval_policy_api_key="policy-secret", anchor_api_key="anchor-secret")
+    await run_eval(options, settings, roles=r, checker=checker, policy_transport=httpx.MockTransport(handle),
+                   progress=False)
+    assert keys and set(keys) == {"Bearer policy-secret"}  # its own key, never the anchor's, for a policy URL

@@ -4,7 +4,6 @@ service's own pipeline (built in process by ``open_services``), and assemble the
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from .policy import PolicyClient, PolicyError
 from .report import SCHEMA, summarize
 from .scoring import MATH_PROMPT, ItemScorer, describe, health_messages, math_messages
 
-POLICY_KEY_ENV = "CAT_EVAL_POLICY_API_KEY"
 
 
 @dataclass
@@ -94,7 +92,7 @@ async def run_eval(
         raise ValueError(f"G={group_sizes[-1]} exceeds CAT_MAX_ROLLOUTS ({settings.max_rollouts})")
     max_g = group_sizes[-1]
     policy_url = options.policy_url or settings.anchor_base_url[0]
-    api_key = os.environ.get(POLICY_KEY_ENV)
+    api_key = settings.eval_policy_api_key.get_secret_value() if settings.eval_policy_api_key else None
     if api_key is None and options.policy_url is None and settings.anchor_api_key is not None:
         api_key = settings.anchor_api_key.get_secret_value()  # the anchor plays policy: its key too
     policy = PolicyClient(
