@@ -25,6 +25,34 @@ R = TypeVar("R")
 Send = Callable[[K, list[T]], Awaitable[list["R | BaseException"]]]
 
 
+class _Ticket:
+    """One ``submit`` call: a single future for all its items, filled in as their batches return."""
+
+    __slots__ = ("future", "results", "left")
+
+    def __init__(self, future: asyncio.Future, n: int) -> None:
+        self.future = future
+        self.results: list = [None] * n
+        self.left = n
+
+    def put(self, index: int, result) -> None:
+        if self.future.done():  # cancelled, or failed by an earlier item
+            return
+        if isinstance(result, BaseException):
+            if isinstance(result, asyncio.CancelledError):
+                self.future.cancel()
+            else:
+                self.future.set_exception(result)
+            return
+        self.results[index] = result
+        self.left -= 1
+        if not self.left:
+            self.future.set_result(self.results)
+
+
+Entry = tuple  # (item, _Ticket, index in its submit call)
+
+
 class Coalescer(Generic[K, T, R]):
     def __init__(self, send: Send, *, max_batch: int, max_wait_s: float, max_inflight: int) -> None:
         if max_batch < 1 or max_inflight < 1 or max_wait_s < 0:
@@ -33,20 +61,21 @@ class Coalescer(Generic[K, T, R]):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_inflight = max_inflight
-        self._pending: dict[K, list[tuple[T, asyncio.Future]]] = {}
+        self._pending: dict[K, list[Entry]] = {}
         self._timers: dict[K, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task] = set()
         self._slots: asyncio.Semaphore | None = None  # made on first use, on the running loop
         self.batches_sent = 0
 
     async def submit(self, key: K, items: list[T]) -> list[R]:
-        """Queue ``items`` and wait for their results (in order)."""
+        """Queue ``items`` and wait for their results (in order). The first item whose result is
+        an exception raises it here; the others' results are then dropped."""
         if not items:
             return []
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in items]
+        ticket = _Ticket(loop.create_future(), len(items))
         queue = self._pending.setdefault(key, [])
-        queue.extend(zip(items, futures))
+        queue.extend((item, ticket, i) for i, item in enumerate(items))
         while len(queue) >= self.max_batch:
             self._launch(key, queue[: self.max_batch])
             del queue[: self.max_batch]
@@ -55,10 +84,9 @@ class Coalescer(Generic[K, T, R]):
         elif not queue:
             self._drop_queue(key)
         try:
-            return list(await asyncio.gather(*futures))
+            return await ticket.future
         except BaseException:
-            for future in futures:
-                future.cancel()  # a queued item whose caller is gone is not sent
+            ticket.future.cancel()  # its items still queued are not sent
             raise
 
     @property
@@ -77,37 +105,28 @@ class Coalescer(Generic[K, T, R]):
         if timer is not None:
             timer.cancel()
 
-    def _launch(self, key: K, entries: list[tuple[T, asyncio.Future]]) -> None:
+    def _launch(self, key: K, entries: list[Entry]) -> None:
         task = asyncio.get_running_loop().create_task(self._run(key, entries))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, key: K, entries: list[tuple[T, asyncio.Future]]) -> None:
+    async def _run(self, key: K, entries: list[Entry]) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_inflight)
         async with self._slots:
-            live = [(item, future) for item, future in entries if not future.done()]
+            live = [entry for entry in entries if not entry[1].future.done()]
             if not live:
                 return
             self.batches_sent += 1
             try:
-                results = await self._send(key, [item for item, _ in live])
+                results = await self._send(key, [item for item, _, _ in live])
                 if len(results) != len(live):
                     raise RuntimeError(f"a batch of {len(live)} items came back with {len(results)} results")
             except BaseException as exc:  # noqa: BLE001 - every waiter gets the batch's error
-                for _, future in live:
-                    if not future.done():
-                        if isinstance(exc, asyncio.CancelledError):
-                            future.cancel()
-                        else:
-                            future.set_exception(exc)
+                for _, ticket, index in live:
+                    ticket.put(index, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 return
-            for (_, future), result in zip(live, results):
-                if future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            for (_, ticket, index), result in zip(live, results):
+                ticket.put(index, result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 
 from ..metrics import CACHE_ERRORS, CACHE_REQUESTS
 
@@ -15,6 +16,13 @@ log = logging.getLogger(__name__)
 
 def _kind(key: str) -> str:
     return key.split(":", 1)[0]
+
+
+def _count(keys: list[str], outcomes: list[str]) -> None:
+    # One counter update per (kind, result), not per key: a group asks for G x n verdicts.
+    counts: Counter = Counter(zip(map(_kind, keys), outcomes))
+    for (kind, outcome), n in counts.items():
+        CACHE_REQUESTS.labels(kind=kind, result=outcome).inc(n)
 
 
 class ResilientCache:
@@ -41,19 +49,15 @@ class ResilientCache:
             return []
         found: list[dict | None]
         if not self.available:
-            found = [None] * len(keys)
-            for key in keys:
-                CACHE_REQUESTS.labels(kind=_kind(key), result="skipped").inc()
-            return found
+            _count(keys, ["skipped"] * len(keys))
+            return [None] * len(keys)
         try:
             found = await self.inner.get_many(keys)
         except Exception as exc:  # noqa: BLE001 - any cache failure degrades to a miss
             self._failed("get", exc)
-            for key in keys:
-                CACHE_REQUESTS.labels(kind=_kind(key), result="error").inc()
+            _count(keys, ["error"] * len(keys))
             return [None] * len(keys)
-        for key, value in zip(keys, found):
-            CACHE_REQUESTS.labels(kind=_kind(key), result="hit" if value is not None else "miss").inc()
+        _count(keys, ["hit" if value is not None else "miss" for value in found])
         return found
 
     async def set_many(self, items: dict[str, dict], ttl_s: float) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from functools import lru_cache
 
 from .types import Criterion, Group, Reference, Verdict
 
@@ -90,10 +91,16 @@ def prompt_rubric_key(group: Group, anchor_model: str, prompt_version: str) -> s
     )
 
 
+@lru_cache(maxsize=4096)
+def _text_digest(text: str) -> str:
+    # A rollout is asked about every criterion: its (long) text is hashed once, not n times.
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def verdict_key(
     judge_model: str, prompt_version: str, stage: str, subject: str, rollout: str, temperature: float, seed: int | None
 ) -> str:
-    return "verdict:" + _digest([judge_model, prompt_version, stage, subject, rollout, temperature, seed])
+    return "verdict:" + _digest([judge_model, prompt_version, stage, subject, _text_digest(rollout), temperature, seed])
 
 
 def encode_reference(reference: Reference, rubric: list[Criterion], rubric_info: dict | None) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The async driver we pick for each plain SQLAlchemy dialect name.
@@ -44,6 +45,25 @@ def dumps(value) -> str:
     return json.dumps(value, allow_nan=False, separators=(",", ":"))
 
 
+class RawJSON(str):
+    """JSON text that ``dumps`` wrote already (the outbox keeps a record's JSON parts as text):
+    the engine sends it as it is instead of parsing and writing it again."""
+
+
+def _serialize(value) -> str:
+    return str(value) if type(value) is RawJSON else dumps(value)
+
+
+def _sqlite_wal(dbapi_connection, _record) -> None:
+    # WAL: a commit is one fsync of the log instead of a rollback journal created, synced and
+    # deleted. synchronous=FULL keeps a committed batch on disk across power loss, which the
+    # flusher relies on when it then deletes the batch from the outbox.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
 def make_engine(database_url: str) -> AsyncEngine:
     """The async engine for a plain or async URL. ``pool_pre_ping`` replaces connections that died
     while the database was away, so the first query after an outage does not fail."""
@@ -51,6 +71,9 @@ def make_engine(database_url: str) -> AsyncEngine:
     connect_args: dict = {}
     if url.startswith("postgresql+asyncpg"):
         connect_args = {"timeout": CONNECT_TIMEOUT_S, "command_timeout": COMMAND_TIMEOUT_S}
-    return create_async_engine(
-        url, pool_pre_ping=True, json_serializer=dumps, json_deserializer=json.loads, connect_args=connect_args
+    engine = create_async_engine(
+        url, pool_pre_ping=True, json_serializer=_serialize, json_deserializer=json.loads, connect_args=connect_args
     )
+    if engine.dialect.name == "sqlite":  # an in-memory database answers "memory" and stays so
+        event.listen(engine.sync_engine, "connect", _sqlite_wal)
+    return engine

@@ -21,6 +21,7 @@ FIELDS = (
     "id", "created_at", "prompt_hash", "mode", "run_id", "step", "group_id",
     "anchor_model", "judge_model", "prompt_version", "request", "result",
 )  # fmt: skip
+JSON_FIELDS = ("request", "result")
 _INT64 = 2**63
 
 
@@ -58,9 +59,11 @@ def _check_str(key: str, value, *, optional: bool) -> None:
         raise ValueError(f"record[{key!r}] is not valid Unicode") from exc
 
 
-def normalize(record: Mapping) -> dict:
-    """Validate ``record`` and return its canonical dict, the shape ``get``/``list`` return:
-    every field present, ``created_at`` in UTC, JSON parts as they will read back."""
+def serialize(record: Mapping) -> tuple[str, str, str, str]:
+    """Validate ``record`` and write it as the outbox keeps it: (id, the record without its JSON
+    parts as JSON, ``request`` as JSON, ``result`` as JSON), every field present and
+    ``created_at`` in UTC. The JSON parts are written once, here; they go to the database as
+    they are, so what reads back is exactly what this wrote (tuples as lists, and so on)."""
     if not isinstance(record, Mapping):
         raise ValueError("a record must be a dict")
     unknown = sorted(set(record) - set(FIELDS))
@@ -83,14 +86,20 @@ def normalize(record: Mapping) -> dict:
         out["created_at"] = format_timestamp(parse_timestamp(out["created_at"]))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"record['created_at']: {exc}") from exc
-    for key in ("request", "result"):
+    parts = []
+    for key in JSON_FIELDS:
         if not isinstance(out[key], Mapping):
             raise ValueError(f"record[{key!r}] must be a dict")
-        try:  # the round trip gives exactly what the database will give back (tuples -> lists, ...)
-            out[key] = json.loads(dumps(out[key]))
+        try:
+            parts.append(dumps(out.pop(key)))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"record[{key!r}] is not JSON-serialisable: {exc}") from exc
-    return out
+    return out["id"], dumps(out), parts[0], parts[1]
+
+
+def join(meta: str, request: str, result: str) -> str:
+    """The whole record as one JSON text, from the parts ``serialize`` wrote."""
+    return f'{meta[:-1]},"request":{request},"result":{result}}}'
 
 
 def to_row(record: dict) -> dict:

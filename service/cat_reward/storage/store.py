@@ -22,10 +22,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .engine import dumps, make_engine
+from .engine import RawJSON, make_engine
 from .migrate import upgrade_engine
 from .outbox import Outbox
-from .records import decode_cursor, encode_cursor, format_timestamp, from_row, normalize, to_row
+from .records import decode_cursor, encode_cursor, format_timestamp, from_row, join, serialize, to_row
 from .schema import reward_records
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,13 @@ def _brief(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
+def _row(payload: str, request: str | None, result: str | None) -> dict:
+    """Insert parameters for an outbox row; its JSON parts go to the database as written."""
+    if request is None:  # written before the outbox kept the JSON parts apart
+        return to_row(json.loads(payload))
+    return {**to_row(json.loads(payload)), "request": RawJSON(request), "result": RawJSON(result)}
+
+
 async def _wait(event: asyncio.Event, timeout: float) -> None:
     try:
         await asyncio.wait_for(event.wait(), timeout)
@@ -83,6 +90,9 @@ class HistoryStore:
         self._closed = False
         self._db_up: bool | None = None  # last seen state, to log changes rather than every retry
         self._task: asyncio.Task | None = None
+        # Group commit: records that arrive while the outbox is busy wait here and go in together.
+        self._arrivals: list[tuple[dict, asyncio.Future]] = []
+        self._committer: asyncio.Task | None = None
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._insert = (
             insert(reward_records).on_conflict_do_nothing(index_elements=["id"]).returning(reward_records.c.id)
@@ -131,15 +141,55 @@ class HistoryStore:
     async def record(self, record: dict) -> None:
         """Commit ``record`` to the outbox (durable when this returns) and wake the flusher.
         A record whose id was recorded before is dropped here or by the insert. Raises
-        ``ValueError`` for a malformed record, which the database would refuse forever."""
+        ``ValueError`` for a malformed record, which the database would refuse forever.
+        Records from concurrent callers share one outbox transaction."""
         self._check_open()
-        if await asyncio.to_thread(self._add, record):
+        future = asyncio.get_running_loop().create_future()
+        self._arrivals.append((record, future))
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_arrivals(), name="cat-reward outbox commit")
+        if await future:
             self._wake.set()
 
-    def _add(self, record: dict) -> bool:
-        # In the worker thread too: a group of 256 long rollouts is megabytes of JSON to check.
-        canonical = normalize(record)
-        return self._outbox.add(canonical["id"], dumps(canonical))
+    async def _commit_arrivals(self) -> None:
+        try:
+            while self._arrivals:
+                batch, self._arrivals = self._arrivals, []
+                try:
+                    outcomes = await asyncio.to_thread(self._add_many, [record for record, _ in batch])
+                except Exception as exc:  # the outbox file itself failed: every caller hears it
+                    outcomes = [exc] * len(batch)
+                except BaseException:  # cancelled: the finally below answers this batch's callers
+                    self._arrivals[:0] = batch
+                    raise
+                for (_, future), outcome in zip(batch, outcomes):
+                    if future.done():  # its caller was cancelled; the commit stands
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._committer = None
+            left, self._arrivals = self._arrivals, []
+            for _, future in left:
+                if not future.done():
+                    future.set_exception(RuntimeError("history store stopped before the record was committed"))
+
+    def _add_many(self, records: list[dict]) -> list[bool | Exception]:
+        # In the worker thread: a group of 256 long rollouts is megabytes of JSON to check.
+        outcomes: list[bool | Exception] = [False] * len(records)
+        rows, where = [], []
+        for i, record in enumerate(records):
+            try:
+                rows.append(serialize(record))
+                where.append(i)
+            except Exception as exc:  # this record's own fault: only its caller hears of it
+                outcomes[i] = exc
+        if rows:
+            for i, added in zip(where, self._outbox.add_many(rows)):
+                outcomes[i] = added
+        return outcomes
 
     async def flush(self) -> int:
         """Move everything waiting into the database now. Returns the rows inserted (ids already
@@ -161,6 +211,8 @@ class HistoryStore:
         self._stop.set()
         self._wake.set()
         try:
+            if self._committer is not None:  # records already handed over are committed first
+                await asyncio.shield(self._committer)
             if self._task is not None:
                 await self._task
             try:
@@ -309,8 +361,11 @@ class HistoryStore:
         return from_row(row) if row else None
 
     async def _pending(self, record_id: str) -> dict | None:
-        payload = await asyncio.to_thread(self._outbox.get, record_id)
-        return json.loads(payload) if payload is not None else None
+        row = await asyncio.to_thread(self._outbox.get, record_id)
+        if row is None:
+            return None
+        payload, request, result = row
+        return json.loads(payload if request is None else join(payload, request, result))
 
     async def _drain(self) -> tuple[int, BaseException | None]:
         """Flush batch after batch until the outbox is empty: insert (ids already present are
@@ -324,10 +379,10 @@ class HistoryStore:
                     batch = await asyncio.to_thread(self._outbox.peek, self._flush_batch)
                     if not batch:
                         break
-                    rows = [to_row(json.loads(payload)) for _, payload in batch]
+                    rows = [_row(payload, request, result) for _, payload, request, result in batch]
                     async with self._engine.begin() as conn:
                         written += len((await conn.execute(self._insert, rows)).all())
-                    await asyncio.to_thread(self._outbox.remove, [seq for seq, _ in batch])
+                    await asyncio.to_thread(self._outbox.remove, [row[0] for row in batch])
                     if len(batch) < self._flush_batch:
                         break
             except DB_ERRORS as exc:
