@@ -83,7 +83,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     paths = local_judge.prepare(settings.judge_home, settings.judge_pip_args)
     if args.prepare_only:
         return 0
-    command = local_judge.server_command(paths, args.host, args.port)
+    command = local_judge.server_command(paths, args.host, args.port, dtype=settings.judge_dtype)
     os.execve(command[0], command, local_judge.server_env(paths))
     return 0  # not reached
 

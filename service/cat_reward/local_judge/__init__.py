@@ -102,7 +102,31 @@ def prepare(home: Path, pip_args: str = "") -> JudgePaths:
     return paths
 
 
-def server_command(paths: JudgePaths, host: str, port: int, max_model_len: int = 2048) -> list[str]:
+# CPU features with which the CPU computes bfloat16 itself: x86 AVX512-BF16 or AMX, Arm BF16.
+_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+
+
+def cpu_dtype(cpuinfo: str | None = None) -> str:
+    """The weights' type for this CPU: bfloat16 where it has bfloat16 arithmetic, else float32.
+    Without it every bfloat16 matmul is converted in software: on a 2-core AVX2 machine a batch
+    of 32 verdict prompts (4.9k prompt tokens) took 20.8 s in bfloat16 and 3.6 s in float32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "float32"
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return "bfloat16" if flags & _BF16_FLAGS else "float32"
+
+
+def server_command(
+    paths: JudgePaths, host: str, port: int, max_model_len: int = 2048, dtype: str = "auto"
+) -> list[str]:
+    """vLLM's server for the converted model. ``dtype`` "auto" picks by the CPU (``cpu_dtype``)."""
     return [
         str(paths.python),
         "-m",
@@ -128,6 +152,8 @@ def server_command(paths: JudgePaths, host: str, port: int, max_model_len: int =
         "--no-enable-chunked-prefill",
         "--max-num-batched-tokens",
         str(max(4 * max_model_len, 8192)),
+        "--dtype",
+        cpu_dtype() if dtype == "auto" else dtype,
     ]
 
 
@@ -140,10 +166,10 @@ def server_env(paths: JudgePaths, kv_cache_gb: int = 1) -> dict[str, str]:
     }
 
 
-def start(paths: JudgePaths, host: str, port: int, **popen_kwargs) -> subprocess.Popen:
+def start(paths: JudgePaths, host: str, port: int, dtype: str = "auto", **popen_kwargs) -> subprocess.Popen:
     """Start the vLLM server in the background; the caller owns the process."""
     _log(f"starting vLLM on http://{host}:{port}/v1 serving {SERVED_MODEL}")
-    return subprocess.Popen(server_command(paths, host, port), env=server_env(paths), **popen_kwargs)
+    return subprocess.Popen(server_command(paths, host, port, dtype=dtype), env=server_env(paths), **popen_kwargs)
 
 
 def wait_ready(base_url: str, process: subprocess.Popen | None = None, timeout_s: float = 600.0) -> float:
