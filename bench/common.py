@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
@@ -30,8 +32,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=1)
+def calibration_ms() -> float:
+    """CPU milliseconds this machine takes for a fixed piece of pure-Python work like the
+    service's own (JSON both ways, hashing, string building), best of 5, measured once per
+    bench process. Machines here differ by 2-3x; CPU figures from two machines compare only
+    after dividing by this."""
+    payload = load_data()
+    best = math.inf
+    for _ in range(5):
+        started = time.process_time()
+        for i in range(1000):
+            text = json.dumps({**payload, "i": i})
+            hashlib.sha256(json.loads(text)["prompt"].encode() * 8).hexdigest()
+            "".join(f"<{k}>{v!s:.40}</{k}>" for k, v in payload.items())
+        best = min(best, time.process_time() - started)
+    return round(1000 * best, 2)
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor took (``steal`` in /proc/stat) between two readings."""
+    delta = [b - a for a, b in zip(before, after)]
+    return round(delta[7] / sum(delta[:8]), 3) if sum(delta[:8]) else 0.0
+
+
+def cpu_times() -> list[int]:
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+
+
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+        "calibration_ms": calibration_ms(),
+    }
 
 
 @dataclass

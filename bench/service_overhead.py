@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from common import BENCH, free_port, load_data, percentile, table, write_results
+from common import BENCH, calibration_ms, cpu_times, free_port, load_data, percentile, steal_share, table, write_results
 
 G = 8
 N_CRITERIA = 8
@@ -147,9 +147,10 @@ def main() -> None:
             runs = []
             for _ in range(args.repeats):
                 stub_before = httpx.get(f"http://127.0.0.1:{stub_port}/stats").json()
-                cpu_before = cpu_seconds(service.pid)
+                cpu_before, times_before = cpu_seconds(service.pid), cpu_times()
                 result = asyncio.run(run_level(base, data, concurrency, groups, offset))
                 cpu = cpu_seconds(service.pid) - cpu_before
+                steal = steal_share(times_before, cpu_times())
                 stub_after = httpx.get(f"http://127.0.0.1:{stub_port}/stats").json()
                 offset += groups
                 judged = stub_after.get("/v1/completions", 0) - stub_before.get("/v1/completions", 0)
@@ -162,6 +163,7 @@ def main() -> None:
                     "cpu_ms_per_group": 1000 * cpu / groups,
                     "judge_requests_per_group": judged / groups,
                     "chat_requests_per_group": chats / groups,
+                    "cpu_steal_share": steal,
                 })
             mem = memory_mb(service.pid)
             level = {"concurrency": concurrency, "groups": groups, "runs": len(runs)}
@@ -177,10 +179,12 @@ def main() -> None:
         stop(stub)
 
     by_c = {lv["concurrency"]: lv for lv in levels}
+    calibration = calibration_ms()
     headers = ["concurrent groups", "groups", "groups/s", "p50 ms", "p99 ms", "CPU ms/group", "RSS MB", "peak RSS MB",
-               "judge req/group", "chat req/group", "failures"]
+               "judge req/group", "chat req/group", "failures", "CPU steal"]
     rows = [[lv["concurrency"], lv["groups"], lv["groups_per_s"], lv["p50_ms"], lv["p99_ms"], lv["cpu_ms_per_group"],
-             lv["rss_mb"], lv["peak_rss_mb"], lv["judge_requests_per_group"], lv["chat_requests_per_group"], lv["failures"]]
+             lv["rss_mb"], lv["peak_rss_mb"], lv["judge_requests_per_group"], lv["chat_requests_per_group"], lv["failures"],
+             f"{100 * lv['cpu_steal_share']:.0f}%"]
             for lv in levels]
     markdown = "\n".join([
         f"### Service overhead against an instant stub (G={G}, n={N_CRITERIA}, rubric mode, 1 worker"
@@ -191,7 +195,10 @@ def main() -> None:
         "Median of the runs at each level (groups/s, latency, CPU). "
         "CPU ms/group: CPU time (user + system) of the `cat-reward serve` process over the run / groups. "
         "RSS: resident memory of that process after the level's runs. judge req/group: /v1/completions requests "
-        "the stub received per group (verdict batches, shared across concurrent groups).",
+        "the stub received per group (verdict batches, shared across concurrent groups). CPU steal: share of the "
+        "machine's CPU time its hypervisor took during the level (/proc/stat). "
+        f"Machine: {os.cpu_count()} CPUs, calibration {calibration:.1f} ms (CPU time of a fixed pure-Python "
+        "workload, `bench/common.py`; CPU figures from two machines compare after dividing by it).",
     ])
     write_results(
         args.name,
