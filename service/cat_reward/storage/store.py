@@ -172,9 +172,10 @@ class HistoryStore:
         finally:
             self._committer = None
             left, self._arrivals = self._arrivals, []
+            stopped = RuntimeError("history store stopped while committing; the record may be missing")
             for _, future in left:
                 if not future.done():
-                    future.set_exception(RuntimeError("history store stopped before the record was committed"))
+                    future.set_exception(stopped)
 
     def _add_many(self, records: list[dict]) -> list[bool | Exception]:
         # In the worker thread: a group of 256 long rollouts is megabytes of JSON to check.
