@@ -52,6 +52,12 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))  # its lines carry URLs only
 
 
+def request_id_headers() -> dict[str, str] | None:
+    """The header that passes the current request id on to the LLM backends (aiohttp client)."""
+    rid = request_id.get()
+    return {"X-Request-ID": rid} if rid else None
+
+
 async def inject_request_id(request) -> None:
     """httpx request hook: pass the current request id on to the LLM backends."""
     rid = request_id.get()

@@ -55,10 +55,14 @@ class Settings(BaseSettings):
     llm_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of one LLM call, seconds.")
     llm_max_retries: int = Field(default=2, ge=0, description="Retries of an LLM call on connection errors, 429, 5xx.")
     llm_max_inflight: int = Field(default=64, ge=1, description="Concurrent LLM calls per role and process.")
+    llm_http_client: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp",
+        description="HTTP client of the LLM calls: aiohttp (about a fifth of httpx's CPU per request) or httpx.",
+    )
     llm_http_pools: int = Field(
         default=8, ge=1, le=64,
-        description="Connection pools the LLM connections are split over (httpx's pool costs more CPU the more "
-        "requests it holds; several small pools stay cheap at high concurrency).",
+        description="With CAT_LLM_HTTP_CLIENT=httpx: connection pools the LLM connections are split over (httpx's "
+        "pool costs more CPU the more requests it holds; several small pools stay cheap at high concurrency).",
     )
     llm_breaker_failures: int = Field(
         default=5, ge=1, description="Failed attempts in a row after which an LLM endpoint is skipped for a cool-down."
@@ -218,6 +222,15 @@ class Settings(BaseSettings):
         default=None,
         description="The dashboard cookie's Secure flag. Unset: Secure when the request is https, as seen after the "
         "trusted proxy headers (CAT_FORWARDED_ALLOW_IPS); true/false force it (TLS terminated elsewhere).",
+    )
+    server_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="Event loop of `cat-reward serve` (uvicorn's --loop): auto takes uvloop when installed (it is a "
+        "dependency on Linux and macOS).",
+    )
+    server_http: Literal["auto", "httptools", "h11"] = Field(
+        default="auto",
+        description="HTTP/1.1 parser of `cat-reward serve` (uvicorn's --http): auto takes httptools when installed.",
     )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1,::1",

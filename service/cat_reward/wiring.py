@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from .backends.aiohttp_pool import AiohttpHTTP
 from .backends.http_pool import PooledHTTP
 from .backends.math_verify_pool import MathVerifyPool
 from .backends.instrumented import InstrumentedLLM
@@ -19,7 +20,7 @@ from .metrics import LLM_CALLS, LLM_LATENCY, LLM_TOKENS
 from .assembly import MemoryAssemblyStore, RedisAssemblyStore
 from .auth import KeyStore, RateLimiter, load_keys
 from .rewarding import RewardService, SampleService
-from .observability import inject_request_id
+from .observability import inject_request_id, request_id_headers
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def observe_scoring_batch(
         LLM_TOKENS.labels(role=role, stage=stage, kind="completion").inc(completion_tokens)
 
 
-def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP) -> Roles:
+def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP | AiohttpHTTP) -> Roles:
     common = dict(
         http=http,
         max_retries=settings.llm_max_retries,
@@ -102,6 +103,24 @@ def build_cache(settings: Settings) -> ResilientCache | None:
     return ResilientCache(MemoryCache(settings.memory_cache_max_entries), name="memory cache")
 
 
+def open_llm_http(settings: Settings) -> AiohttpHTTP | PooledHTTP:
+    """The HTTP client every LLM role shares (``CAT_LLM_HTTP_CLIENT``)."""
+    max_connections = 2 * settings.llm_max_inflight  # both roles may share one server
+    if settings.llm_http_client == "aiohttp":
+        return AiohttpHTTP(
+            max_connections,
+            timeout_s=settings.llm_timeout_s,
+            connect_timeout_s=settings.llm_connect_timeout_s,
+            extra_headers=request_id_headers,
+        )
+    return PooledHTTP(
+        settings.llm_http_pools,
+        max_connections,
+        timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
+        event_hooks={"request": [inject_request_id]},
+    )
+
+
 async def open_services(
     settings: Settings,
     *,
@@ -118,12 +137,7 @@ async def open_services(
         rate_limiter = RateLimiter(settings.rate_limit_per_minute, settings.redis_url, key_namespace(settings.cache_prefix))
         closers.append(rate_limiter.aclose)
     if roles is None:
-        http = PooledHTTP(
-            settings.llm_http_pools,
-            2 * settings.llm_max_inflight,  # both roles may share one server
-            timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
-            event_hooks={"request": [inject_request_id]},
-        )
+        http = open_llm_http(settings)
         closers.append(http.aclose)
         roles = build_roles(settings, http)
     roles = Roles(

@@ -1,6 +1,6 @@
 """An OpenAI-compatible chat client (vLLM's server, OpenAI, llama.cpp, ...) for one role.
 
-One pooled ``httpx.AsyncClient`` is shared by every role. A role may list several endpoints
+One pooled HTTP client (aiohttp's, or httpx's: ``CAT_LLM_HTTP_CLIENT``) is shared by every role. A role may list several endpoints
 (replicas of one model); requests go round-robin and a failed attempt moves to the next one.
 Transport errors, timeouts, 429 and 5xx are retried with jittered exponential backoff
 (honouring Retry-After); after the last try they become ``LLMUnavailable``. A 400/413/422
@@ -39,6 +39,7 @@ from ..engine.errors import LLMBadResponse, LLMRequestRejected, LLMUnavailable
 from ..engine.ports import ChatRequest, ChatResult, ScoringUnavailable, YesNoScore
 from .chat_template import CHECK_CONTENT, TemplateMismatch, TemplateSkeleton, probe_messages, sentinels
 from .coalescer import Coalescer
+from .aiohttp_pool import AiohttpHTTP
 from .http_pool import PooledHTTP
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class OpenAICompatClient:
         role: str,
         model: str,
         base_urls: list[str],
-        http: httpx.AsyncClient | PooledHTTP,  # anything with async get/post like httpx.AsyncClient
+        http: httpx.AsyncClient | PooledHTTP | AiohttpHTTP,  # anything with httpx.AsyncClient's get/post
         api_key: str | None = None,
         kind: BackendKind = "auto",
         max_retries: int = 2,
