@@ -266,3 +266,31 @@ async def test_the_setting_picks_the_client():
     finally:
         await default.aclose()
         await chosen.aclose()
+
+
+async def test_redirects_are_answers_not_followed():
+    async with ScriptedServer(lambda r: http_answer(307, b"", "Location: /elsewhere")) as server:
+        http = client()
+        try:
+            answer = await http.post(f"{server.url}/v1/chat", json={})
+        finally:
+            await http.aclose()
+    assert answer.status_code == 307 and len(server.requests) == 1  # as httpx: the backend sees the 307
+
+
+async def test_idle_connections_are_dropped_before_a_uvicorn_server_drops_them(monkeypatch):
+    from cat_reward.backends import aiohttp_pool
+
+    assert aiohttp_pool.KEEPALIVE_S < 5  # uvicorn's (and so vLLM's) keep-alive timeout
+    monkeypatch.setattr(aiohttp_pool, "KEEPALIVE_S", 0.3)
+    async with ScriptedServer(lambda r: json_answer({"ok": True})) as server:
+        http = client()
+        try:
+            await http.get(f"{server.url}/version")
+            await http.get(f"{server.url}/version")
+            assert server.connections_seen == 1  # reused while fresh
+            await asyncio.sleep(1.5)  # idle past the keep-alive time (aiohttp checks about each second)
+            await http.get(f"{server.url}/version")
+        finally:
+            await http.aclose()
+    assert server.connections_seen == 2  # a new connection, not the stale one

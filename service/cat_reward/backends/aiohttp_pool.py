@@ -27,6 +27,7 @@ import aiohttp
 import httpx
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+KEEPALIVE_S = 4.0
 
 
 class HTTPAnswer:
@@ -72,7 +73,12 @@ class AiohttpHTTP:
         if self._closed:
             raise RuntimeError("AiohttpHTTP is closed")
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0)
+            # An idle connection is dropped after KEEPALIVE_S, before the server drops it (uvicorn,
+            # and so vLLM, closes after 5 s): a POST sent on a connection the server is closing
+            # fails, and aiohttp does not resend a POST.
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+            )
             # trust_env: proxies from HTTP(S)_PROXY / NO_PROXY, as httpx does by default
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=True)
         return self._session
@@ -99,7 +105,9 @@ class AiohttpHTTP:
         if timeout is not None:
             call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self._connect_timeout_s))
         try:
-            async with session.request(method, url, data=data, headers=send_headers, timeout=call_timeout) as answer:
+            async with session.request(
+                method, url, data=data, headers=send_headers, timeout=call_timeout, allow_redirects=False  # as httpx
+            ) as answer:
                 content = await answer.read()
                 return HTTPAnswer(answer.status, answer.headers, content, answer.reason or "")
         except aiohttp.ConnectionTimeoutError as exc:
