@@ -223,6 +223,12 @@ class Settings(BaseSettings):
         description="The dashboard cookie's Secure flag. Unset: Secure when the request is https, as seen after the "
         "trusted proxy headers (CAT_FORWARDED_ALLOW_IPS); true/false force it (TLS terminated elsewhere).",
     )
+    gc_gen0_threshold: int = Field(
+        default=10000, ge=0,
+        description="`cat-reward serve`: allocations between young garbage collections (Python's default is 700), "
+        "and the objects made at start-up are frozen out of the collector's scans. 0 leaves the collector as "
+        "Python sets it.",
+    )
     server_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto",
         description="Event loop of `cat-reward serve` (uvicorn's --loop): auto takes uvloop when installed (it is a "

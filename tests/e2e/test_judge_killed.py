@@ -1,8 +1,9 @@
 """The real CPU vLLM judge killed mid-run (SIGKILL to its whole process tree: API server, engine
 core, worker) while trainers post, then started again on the same port. Every request ends in
-rewards or an explicit 503; once the judge is back the service serves again without a restart,
-and every group whose rewards were returned is in the history. This judge is the test's own,
-not the session's, so the other end-to-end tests are not disturbed."""
+rewards or an explicit 503 (or the anchor's own explicit 502 on a group); once the judge is
+back the service serves again without a restart, and every group whose rewards were returned
+is in the history. This judge is the test's own, not the session's, so the other end-to-end
+tests are not disturbed."""
 
 from __future__ import annotations
 
@@ -79,7 +80,14 @@ def test_real_judge_killed_mid_run_then_back(judge_url, tmp_path):  # judge_url:
         statuses = [s for s, _ in trainers.outcomes]
         print(f"\nreal judge killed: {Counter(statuses)} ({served_before} answered before the kill)")
         assert served_before >= 2, f"nothing was served before the kill: {statuses}\n{_tail(tmp_path / 'service.log')}"
-        assert set(statuses) <= {200, 503}, f"{Counter(statuses)}\n{_tail(tmp_path / 'service.log')}"
+        # Rewards, or an explicit 503 while the judge is away. The one other answer allowed is the
+        # anchor's own failure on a group (502 synthesis/rubric generation failed): SmolLM2 sometimes
+        # writes too few criteria, judge or no kill, and that is an explicit error, not a fault.
+        model_failures = {(502, "rubric_generation_failed"), (502, "synthesis_failed")}
+        unexpected = [e for e in trainers.errors if e[0] != 503 and e not in model_failures]
+        assert set(statuses) <= {200, 502, 503} and not unexpected, (
+            f"{Counter(statuses)} {Counter(trainers.errors)}\n{_tail(tmp_path / 'service.log')}"
+        )
         assert 503 in statuses[served_before:], "the kill was not noticed"
         assert any(s == 200 for s in statuses[back:]), "the service did not serve again once the judge was back"
         for result in trainers.results:  # a reward that could not be computed says so

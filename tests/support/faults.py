@@ -27,6 +27,7 @@ class Trainers:
         self.pause_s = pause_s
         self.outcomes: list[tuple[int | str, str | None]] = []  # (status or exception name, record id)
         self.results: list[dict] = []  # the bodies of the 200 answers
+        self.errors: list[tuple[int, str]] = []  # (status, error type) of the other answers
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(threads)]
         self._lock = threading.Lock()
@@ -43,7 +44,10 @@ class Trainers:
                     with self._lock:
                         self.results.append(response.json())
                 if response.status_code != 200:
-                    assert response.json()["error"]["type"], response.text  # an explicit error, in the envelope
+                    error_type = response.json()["error"]["type"]
+                    assert error_type, response.text  # an explicit error, in the envelope
+                    with self._lock:
+                        self.errors.append((response.status_code, error_type))
             except httpx.TransportError as exc:  # the service itself is down: the client sees it
                 outcome = (type(exc).__name__, None)
             with self._lock:
