@@ -294,3 +294,22 @@ async def test_idle_connections_are_dropped_before_a_uvicorn_server_drops_them(m
         finally:
             await http.aclose()
     assert server.connections_seen == 2  # a new connection, not the stale one
+
+
+async def test_the_proxy_variables_are_honoured(monkeypatch):
+    async with ScriptedServer(lambda r: json_answer({"via": "proxy"})) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "localhost,bypassed.example")
+        for name in ("http_proxy", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        http = client()  # reads the environment when made
+        try:
+            answer = await http.post("http://judge.example:8001/v1/chat", json={"n": 1})
+            assert answer.json() == {"via": "proxy"}
+            assert http._proxy_for("http://bypassed.example/v1") is None
+            assert http._proxy_for("http://judge.example:8001/v1/x") == proxy.url
+        finally:
+            await http.aclose()
+    [sent] = proxy.requests
+    assert sent["path"] == "http://judge.example:8001/v1/chat"  # absolute form: a proxied request
+    assert sent["body"] == b'{"n":1}'

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
+import urllib.request
 from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -67,6 +69,20 @@ class AiohttpHTTP:
         self._extra_headers = extra_headers
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._env_proxies = urllib.request.getproxies_environment()  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY
+        self._proxies: dict[tuple[str, str], str | None] = {}
+
+    def _proxy_for(self, url: str) -> str | None:
+        """The proxy the environment names for ``url`` (as httpx honours it by default), or None."""
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.netloc)
+        if origin not in self._proxies:
+            proxies = self._env_proxies
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            if proxy and urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
+                proxy = None
+            self._proxies[origin] = proxy or None
+        return self._proxies[origin]
 
     def _open(self) -> aiohttp.ClientSession:
         # Created on first use: an aiohttp session belongs to the running event loop.
@@ -79,8 +95,9 @@ class AiohttpHTTP:
             connector = aiohttp.TCPConnector(
                 limit=self.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
             )
-            # trust_env: proxies from HTTP(S)_PROXY / NO_PROXY, as httpx does by default
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, trust_env=True)
+            # Not trust_env: with it aiohttp looks up .netrc and the proxy variables in a worker
+            # thread on every request. The proxy variables are read once instead (``_proxy_for``).
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
     async def request(
@@ -106,7 +123,9 @@ class AiohttpHTTP:
             call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self._connect_timeout_s))
         try:
             async with session.request(
-                method, url, data=data, headers=send_headers, timeout=call_timeout, allow_redirects=False  # as httpx
+                method, url, data=data, headers=send_headers, timeout=call_timeout,
+                allow_redirects=False,  # as httpx
+                proxy=self._proxy_for(url),
             ) as answer:
                 content = await answer.read()
                 return HTTPAnswer(answer.status, answer.headers, content, answer.reason or "")
