@@ -56,7 +56,6 @@ def _serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:
     common = dict(host=host, port=port, log_config=None, access_log=False)  # our middleware logs requests
     # The proxies whose X-Forwarded-Proto/-For uvicorn applies (the dashboard's Secure cookie needs the former).
     common["forwarded_allow_ips"] = settings.forwarded_allow_ips
-    common["loop"], common["http"] = settings.server_loop, settings.server_http
     if workers > 1:
         # Every worker writes its metrics here; /metrics on any worker aggregates them all.
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -229,15 +229,6 @@ class Settings(BaseSettings):
         "and the objects made at start-up are frozen out of the collector's scans. 0 leaves the collector as "
         "Python sets it.",
     )
-    server_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        default="auto",
-        description="Event loop of `cat-reward serve` (uvicorn's --loop): auto takes uvloop when installed (it is a "
-        "dependency on Linux and macOS).",
-    )
-    server_http: Literal["auto", "httptools", "h11"] = Field(
-        default="auto",
-        description="HTTP/1.1 parser of `cat-reward serve` (uvicorn's --http): auto takes httptools when installed.",
-    )
     forwarded_allow_ips: str = Field(
         default="127.0.0.1,::1",
         min_length=1,
