@@ -42,8 +42,9 @@ def served_app():
     from .api import create_app
 
     settings = Settings()
+    app = create_app(settings)
     tune_gc(settings)
-    return create_app(settings)
+    return app
 
 
 def _serve(host: str, port: int, settings: Settings, workers: int = 1) -> None:

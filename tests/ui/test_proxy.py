@@ -78,9 +78,12 @@ def test_serve_passes_the_trusted_proxies_to_uvicorn(monkeypatch, workers):
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
     monkeypatch.setattr(observability, "configure_logging", lambda *a: None)
+    tuned = []
+    monkeypatch.setattr(cli, "tune_gc", tuned.append)  # not in the test process itself
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-unused")
     cli._serve("127.0.0.1", 8123, Settings(auth="open", forwarded_allow_ips="10.0.0.0/8,10.1.2.3"), workers)
     [(_, kwargs)] = calls
     assert kwargs["forwarded_allow_ips"] == "10.0.0.0/8,10.1.2.3"
     assert (kwargs.get("workers") or 1) == workers
+    assert len(tuned) == (1 if workers == 1 else 0)  # with workers, each worker's factory tunes its own
     assert Settings(auth="open").forwarded_allow_ips == "127.0.0.1,::1"  # uvicorn's own default

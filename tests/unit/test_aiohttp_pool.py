@@ -28,16 +28,18 @@ class ScriptedServer:
     or None to hang up at once.
     It records each request and how many connections were open at most."""
 
-    def __init__(self, script):
+    def __init__(self, script, ssl=None):
         self.script = script
+        self.ssl = ssl
         self.requests: list[dict] = []
         self.open_connections = 0
         self.most_connections = 0
         self.connections_seen = 0
 
     async def __aenter__(self):
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.ssl)
+        scheme = "https" if self.ssl else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
         return self
 
     async def __aexit__(self, *exc):
@@ -84,6 +86,13 @@ def http_answer(status: int, body: bytes, *headers: str, reason: str = "OK") -> 
 
 def json_answer(payload, status: int = 200, *headers: str) -> bytes:
     return http_answer(status, json.dumps(payload).encode(), "Content-Type: application/json", *headers)
+
+
+async def until(condition, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
 
 
 def client(**kwargs) -> AiohttpHTTP:
@@ -165,11 +174,14 @@ async def test_a_per_call_timeout_bounds_the_whole_call():
 
     async with ScriptedServer(slow) as server:
         http = client(timeout_s=60)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             with pytest.raises(httpx.TimeoutException):
                 await http.get(f"{server.url}/version", timeout=0.2)
         finally:
             await http.aclose()
+    assert loop.time() - started < 3
 
 
 @pytest.mark.parametrize("cut", ["hang up", "half a body"])
@@ -201,7 +213,8 @@ async def test_connections_are_bounded_and_reused():
         http = AiohttpHTTP(3, timeout_s=5, connect_timeout_s=0.1)
         try:
             calls = [asyncio.create_task(http.post(f"{server.url}/v1/x", json={"i": i})) for i in range(9)]
-            await asyncio.sleep(0.4)
+            await until(lambda: len(server.requests) == 3)
+            await asyncio.sleep(0.3)  # longer than the connect timeout
             assert len(server.requests) == 3  # the other six wait for a pooled connection
             release.set()
             answers = await asyncio.gather(*calls)
@@ -253,7 +266,8 @@ async def test_the_backend_gives_up_with_the_servers_message():
     assert len(server.requests) == 2
 
 
-async def test_the_setting_picks_the_client():
+async def test_the_setting_picks_the_client(monkeypatch):
+    monkeypatch.delenv("CAT_LLM_HTTP_CLIENT", raising=False)
     from cat_reward.backends.http_pool import PooledHTTP
     from cat_reward.settings import Settings
     from cat_reward.wiring import open_llm_http
@@ -313,3 +327,130 @@ async def test_the_proxy_variables_are_honoured(monkeypatch):
     [sent] = proxy.requests
     assert sent["path"] == "http://judge.example:8001/v1/chat"  # absolute form: a proxied request
     assert sent["body"] == b'{"n":1}'
+
+
+async def test_a_proxy_written_without_a_scheme_means_http(monkeypatch):
+    async with ScriptedServer(lambda r: json_answer({"via": "proxy"})) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url.removeprefix("http://"))
+        for name in ("http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        http = client()
+        try:
+            answer = await http.post("http://judge.example/v1/chat", json={})
+        finally:
+            await http.aclose()
+    assert answer.json() == {"via": "proxy"} and proxy.requests[0]["path"] == "http://judge.example/v1/chat"
+
+
+def test_a_socks_proxy_is_refused_when_the_client_is_made(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "NO_PROXY", "no_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(ValueError, match="SOCKS"):
+        client()
+
+
+async def test_a_slow_dns_lookup_is_a_connect_timeout(monkeypatch):
+    import aiohttp
+
+    async def never_answers(self, host, port=0, family=socket.AF_INET):
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(aiohttp.ThreadedResolver, "resolve", never_answers)
+    http = client(connect_timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(httpx.ConnectTimeout):
+            await http.post("http://judge.example:8001/v1/chat", json={})
+    finally:
+        await http.aclose()
+    assert loop.time() - started < 3
+
+
+async def test_a_server_that_stops_reading_a_large_body_is_a_timeout():
+    done = asyncio.Event()
+
+    async def never_read(reader, writer):
+        await done.wait()  # accepts, reads nothing: the client's writes fill the socket buffers
+        writer.close()
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    http = client(timeout_s=0.3, connect_timeout_s=0.2)  # the whole call: at most 0.2 + 2 * 0.3 s
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            await http.post(f"{url}/v1/completions", json={"prompt": ["x" * 1_000_000] * 16})
+    finally:
+        await http.aclose()
+        done.set()
+        server.close()
+        await asyncio.sleep(0.05)  # the handler closes its side
+    assert loop.time() - started < 4
+
+
+async def test_a_large_body_arrives_whole_with_its_length():
+    async with ScriptedServer(lambda r: json_answer({"got": len(r["body"])})) as server:
+        http = client()
+        try:
+            answer = await http.post(f"{server.url}/v1/completions", json={"prompt": ["x" * 600_000] * 3})
+        finally:
+            await http.aclose()
+    [sent] = server.requests
+    assert "transfer-encoding" not in sent["headers"]
+    assert int(sent["headers"]["content-length"]) == len(sent["body"]) == answer.json()["got"] > 1 << 20
+    assert json.loads(sent["body"]) == {"prompt": ["x" * 600_000] * 3}
+
+
+async def test_long_header_lines_are_read_and_a_callers_content_type_is_kept():
+    long_cookie = "a" * 20_000
+    async with ScriptedServer(lambda r: json_answer({"ok": True}, 200, f"Set-Cookie: c={long_cookie}")) as server:
+        http = client()
+        try:
+            answer = await http.post(f"{server.url}/v1/chat", json={}, headers={"content-type": "application/json; charset=utf-8"})
+        finally:
+            await http.aclose()
+    assert answer.status_code == 200 and len(answer.headers["set-cookie"]) == 20_002
+    assert server.requests[0]["headers"]["content-type"] == "application/json; charset=utf-8"
+    assert server.requests[0]["body"] == b"{}"
+
+
+@pytest.fixture
+def self_signed(tmp_path):
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("no openssl command")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_trusts_what_httpx_trusts(self_signed, monkeypatch):
+    import ssl
+
+    cert, key = self_signed
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    async with ScriptedServer(lambda r: json_answer({"tls": True}), ssl=context) as server:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        http = client()
+        try:  # a certificate nobody vouches for: refused, as a transport error the backend retries
+            with pytest.raises(httpx.TransportError):
+                await http.get(f"{server.url}/version")
+        finally:
+            await http.aclose()
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx's way of trusting a private CA
+        http = client()
+        try:
+            answer = await http.get(f"{server.url}/version")
+        finally:
+            await http.aclose()
+    assert answer.json() == {"tls": True}

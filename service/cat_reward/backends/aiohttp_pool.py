@@ -12,15 +12,27 @@ anyio (cancel scopes, locks, pool walks) against aiohttp's C-accelerated HTTP pa
 the answer exposes ``status_code``, ``headers``, ``json()``, ``text`` and ``reason_phrase``;
 a timeout raises ``httpx.TimeoutException`` (``ConnectTimeout`` or ``ReadTimeout``) and any
 other failure to exchange a request raises ``httpx.TransportError``, which the backend retries.
-The timeouts mean what httpx's do: ``connect_timeout_s`` bounds opening a socket, ``timeout_s``
-bounds each wait for the server's bytes; waiting for a free pooled connection has no extra
-bound (a busy pool is not a dead backend).
+The timeouts mean what httpx's do: ``connect_timeout_s`` bounds the DNS lookup and opening a
+socket, ``timeout_s`` bounds each wait for the server's bytes. aiohttp has no write timeout, so
+a call whose body is over 1 MiB is also bounded by ``connect_timeout_s + 2 * timeout_s`` as a
+whole (a server that stops reading a large body would otherwise hold it forever; a smaller body
+fits in the socket buffers). Waiting for a free pooled connection counts only against that
+backstop (a busy pool is not a dead backend). A call given
+its own ``timeout`` (the readiness probes) is bounded by it as a whole, as httpx's pool, connect
+and read timeouts together would be.
+
+What else matches httpx: the trusted certificates (``httpx.create_ssl_context()``: certifi, or
+SSL_CERT_FILE / SSL_CERT_DIR), the proxy variables (read once; a proxy written without a scheme
+means http://), header lines up to 64 KiB, redirects not followed, and a caller's Content-Type
+kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json as jsonlib
+import socket
 import urllib.request
 from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
@@ -28,8 +40,27 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx
 
-JSON_HEADERS = {"Content-Type": "application/json"}
 KEEPALIVE_S = 4.0
+LARGE_BODY = 1 << 20
+MAX_HEADER_LINE = 65536  # h11, under httpx, takes header blocks up to 100 KiB; aiohttp's default is 8190
+
+
+class _BoundedResolver(aiohttp.ThreadedResolver):
+    """The system resolver with a deadline: aiohttp's own connect timeouts do not cover DNS."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self._timeout_s = timeout_s
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET):
+        try:
+            return await asyncio.wait_for(super().resolve(host, port, family), self._timeout_s)
+        except asyncio.TimeoutError as exc:
+            raise _DNSTimeout(f"resolving {host} took over {self._timeout_s:g} s") from exc
+
+
+class _DNSTimeout(Exception):
+    pass
 
 
 class HTTPAnswer:
@@ -65,11 +96,25 @@ class AiohttpHTTP:
     ) -> None:
         self.max_connections = max(1, max_connections)
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout_s, sock_read=timeout_s)
+        # A body larger than the socket buffers can block in its write, which no timeout above
+        # covers: such a call gets a bound on the whole (an overall timer costs CPU on every read,
+        # so small calls, whose bodies always fit, go without).
+        self._large_timeout = aiohttp.ClientTimeout(
+            total=connect_timeout_s + 2 * timeout_s, connect=None, sock_connect=connect_timeout_s, sock_read=timeout_s
+        )
         self._connect_timeout_s = connect_timeout_s
         self._extra_headers = extra_headers
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
         self._env_proxies = urllib.request.getproxies_environment()  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY
+        for scheme, proxy in self._env_proxies.items():
+            if scheme != "no" and proxy.lower().startswith("socks"):
+                # aiohttp would send plain HTTP to it and every LLM call would fail; httpx refuses too
+                raise ValueError(
+                    f"{scheme}_proxy={proxy!r}: SOCKS proxies are not supported for the LLM calls "
+                    "(use an HTTP proxy, list the LLM hosts in NO_PROXY, or CAT_LLM_HTTP_CLIENT=httpx "
+                    "with httpx[socks] installed)"
+                )
         self._proxies: dict[tuple[str, str], str | None] = {}
 
     def _proxy_for(self, url: str) -> str | None:
@@ -81,6 +126,8 @@ class AiohttpHTTP:
             proxy = proxies.get(parts.scheme) or proxies.get("all")
             if proxy and urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):
                 proxy = None
+            if proxy and "://" not in proxy:
+                proxy = "http://" + proxy  # host:port, as curl and httpx read it
             self._proxies[origin] = proxy or None
         return self._proxies[origin]
 
@@ -93,11 +140,20 @@ class AiohttpHTTP:
             # and so vLLM, closes after 5 s): a POST sent on a connection the server is closing
             # fails, and aiohttp does not resend a POST.
             connector = aiohttp.TCPConnector(
-                limit=self.max_connections, limit_per_host=0, keepalive_timeout=KEEPALIVE_S
+                limit=self.max_connections,
+                limit_per_host=0,
+                keepalive_timeout=KEEPALIVE_S,
+                resolver=_BoundedResolver(self._connect_timeout_s),
+                ssl=httpx.create_ssl_context(),  # the certificates httpx trusts
             )
             # Not trust_env: with it aiohttp looks up .netrc and the proxy variables in a worker
             # thread on every request. The proxy variables are read once instead (``_proxy_for``).
-            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                max_line_size=MAX_HEADER_LINE,
+                max_field_size=MAX_HEADER_LINE,
+            )
         return self._session
 
     async def request(
@@ -111,14 +167,18 @@ class AiohttpHTTP:
     ) -> HTTPAnswer:
         session = self._open()
         send_headers = dict(headers) if headers else {}
-        data = None
+        data: bytes | io.BytesIO | None = None
+        call_timeout = self._timeout
         if json is not None:
             # the bytes httpx would send: compact, UTF-8, no NaN
             data = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
-            send_headers.update(JSON_HEADERS)
+            if len(data) > LARGE_BODY:
+                data = io.BytesIO(data)  # aiohttp writes it in chunks (raw bytes this large: a ResourceWarning)
+                call_timeout = self._large_timeout
+            if not any(name.lower() == "content-type" for name in send_headers):
+                send_headers["Content-Type"] = "application/json"
         if self._extra_headers is not None:
             send_headers.update(self._extra_headers() or {})
-        call_timeout = self._timeout
         if timeout is not None:
             call_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, self._connect_timeout_s))
         try:
@@ -129,10 +189,10 @@ class AiohttpHTTP:
             ) as answer:
                 content = await answer.read()
                 return HTTPAnswer(answer.status, answer.headers, content, answer.reason or "")
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise httpx.ConnectTimeout(f"connecting to {url} timed out") from exc
+        except (aiohttp.ConnectionTimeoutError, _DNSTimeout) as exc:
+            raise httpx.ConnectTimeout(f"connecting to {url} timed out: {exc}") from exc
         except asyncio.TimeoutError as exc:  # sock_read, or the whole call's own timeout
-            raise httpx.ReadTimeout(f"{method} {url} timed out waiting for the server") from exc
+            raise httpx.ReadTimeout(f"{method} {url} timed out") from exc
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(f"cannot connect to {url}: {exc}") from exc
         except (aiohttp.ClientError, OSError) as exc:
