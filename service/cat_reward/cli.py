@@ -28,7 +28,7 @@ def tune_gc(settings: Settings) -> None:
     response), so with Python's default threshold of 700 the collector runs every few
     milliseconds and scans the whole heap, modules included, on each older-generation pass.
     Measured with ``bench/service_overhead.py`` (64 concurrent groups): the collector took 24% of
-    the process's CPU; with start-up objects frozen and a threshold of 10000, 2-4%.
+    the process's CPU; with start-up objects frozen and a threshold of 10000, 2-5%.
     Objects still die as soon as they are unreferenced; only cycles wait a little longer."""
     if settings.gc_gen0_threshold:
         gc.collect()
