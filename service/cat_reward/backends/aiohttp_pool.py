@@ -17,9 +17,8 @@ socket, ``timeout_s`` bounds each wait for the server's bytes. aiohttp has no wr
 a call whose body is over 1 MiB is also bounded by ``connect_timeout_s + 2 * timeout_s`` as a
 whole (a server that stops reading a large body would otherwise hold it forever; a smaller body
 fits in the socket buffers). Waiting for a free pooled connection counts only against that
-backstop (a busy pool is not a dead backend). A call given
-its own ``timeout`` (the readiness probes) is bounded by it as a whole, as httpx's pool, connect
-and read timeouts together would be.
+backstop (a busy pool is not a dead backend). A call given its own ``timeout`` (the readiness
+probes) is bounded by it as a whole, as httpx's pool, connect and read timeouts together would be.
 
 What else matches httpx: the trusted certificates (``httpx.create_ssl_context()``: certifi, or
 SSL_CERT_FILE / SSL_CERT_DIR), the proxy variables (read once; a proxy written without a scheme
@@ -45,6 +44,10 @@ LARGE_BODY = 1 << 20
 MAX_HEADER_LINE = 65536  # h11, under httpx, takes header blocks up to 100 KiB; aiohttp's default is 8190
 
 
+class _DNSTimeout(Exception):
+    pass
+
+
 class _BoundedResolver(aiohttp.ThreadedResolver):
     """The system resolver with a deadline: aiohttp's own connect timeouts do not cover DNS."""
 
@@ -58,9 +61,6 @@ class _BoundedResolver(aiohttp.ThreadedResolver):
         except asyncio.TimeoutError as exc:
             raise _DNSTimeout(f"resolving {host} took over {self._timeout_s:g} s") from exc
 
-
-class _DNSTimeout(Exception):
-    pass
 
 
 class HTTPAnswer:
@@ -95,13 +95,12 @@ class AiohttpHTTP:
         extra_headers: Callable[[], Mapping[str, str] | None] | None = None,
     ) -> None:
         self.max_connections = max(1, max_connections)
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect_timeout_s, sock_read=timeout_s)
+        per_step = dict(connect=None, sock_connect=connect_timeout_s, sock_read=timeout_s)
+        self._timeout = aiohttp.ClientTimeout(total=None, **per_step)
         # A body larger than the socket buffers can block in its write, which no timeout above
         # covers: such a call gets a bound on the whole (an overall timer costs CPU on every read,
         # so small calls, whose bodies always fit, go without).
-        self._large_timeout = aiohttp.ClientTimeout(
-            total=connect_timeout_s + 2 * timeout_s, connect=None, sock_connect=connect_timeout_s, sock_read=timeout_s
-        )
+        self._large_timeout = aiohttp.ClientTimeout(total=connect_timeout_s + 2 * timeout_s, **per_step)
         self._connect_timeout_s = connect_timeout_s
         self._extra_headers = extra_headers
         self._session: aiohttp.ClientSession | None = None
