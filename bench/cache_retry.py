@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from common import free_port, load_data, table, write_results
+from summarize import summarize
 from service_overhead import AUTH, BENCH_KEY, stop, wait_http
 
 G = 8
@@ -128,6 +129,7 @@ def main() -> None:
         },
         markdown,
     )
+    summarize()  # bench/results/summary.{json,md}
 
 
 if __name__ == "__main__":

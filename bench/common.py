@@ -165,9 +165,6 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n")
     print(markdown)
-    from summarize import summarize  # noqa: PLC0415 - bench scripts run from bench/
-
-    summarize()
 
 
 def table(headers: list[str], rows: list[list]) -> str:

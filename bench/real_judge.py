@@ -42,6 +42,7 @@ from cat_reward.engine.types import Criterion, Sampling
 
 import naive_grader
 from common import CountingTransport, auc, load_data, table, write_results
+from summarize import summarize
 
 N = 8
 
@@ -271,6 +272,7 @@ def main() -> None:
         "criteria). SmolLM2-135M is a plumbing model: these say the signal survives the layout, not that it grades well.",
     ])
     write_results("real_judge", {**summary, **result}, markdown)
+    summarize()  # bench/results/summary.{json,md}
 
 
 if __name__ == "__main__":

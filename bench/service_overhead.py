@@ -28,6 +28,7 @@ import aiohttp
 import httpx
 
 from common import BENCH, calibration_ms, cpu_times, free_port, load_data, percentile, steal_share, table, write_results
+from summarize import summarize
 
 G = 8
 N_CRITERIA = 8
@@ -219,6 +220,7 @@ def main() -> None:
         },
         markdown,
     )
+    summarize()  # bench/results/summary.{json,md}
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from cat_reward.engine.judge import fence, p_yes
 from cat_reward.engine.prompts import load_prompt_set
 
 from common import CountingTransport, auc, load_data, table, write_results
+from summarize import summarize
 
 MULTI_SYSTEM = (
     "You are a strict grader. You are shown a response and a numbered list of criteria, and you decide for each "
@@ -221,6 +222,7 @@ def main() -> None:
         return
     result["judge_url"] = args.judge_url
     write_results(args.name, {**result, "fastest_with_signal": fastest, "kept": "a-rollout"}, markdown)
+    summarize()  # bench/results/summary.{json,md}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
-"""The application service behind the routes: request -> engine group -> scored outcome ->
-response, recorded in the audit history before the response leaves.
+"""The application service behind the routes: an engine group -> scored outcome -> result
+document, recorded in the audit history before the result leaves.
+
+It takes and gives domain data only (``Group``, ``GroupJob``, ``Scored``, result documents);
+the HTTP layer maps its wire models to these at its edge (``api/mapping.py``).
 
 A record's id is derived from the group's fingerprint, its metadata and the caller's
 Idempotency-Key, so a retried request lands on the same record (and, through the cache, on the
@@ -11,27 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 from .admission import Admission
-from .api.schemas import (
-    BatchItem,
-    BatchRequest,
-    BatchResponse,
-    ErrorBody,
-    GroupStatus,
-    RewardRequest,
-    RewardResponse,
-    SamplesRequest,
-    SamplesResponse,
-)
 from .assembly import GroupAssembler
 from .assembly import SampleIn as AssemblySample
+from .audit import result_document
 from .engine.concurrency import gather_bounded
 from .engine.errors import CatError, InvalidGroup, LLMUnavailable
 from .engine.injection import injection_flags
 from .engine.pipeline import CaTPipeline
-from .engine.types import Group
+from .engine.types import Group, GroupOptions, GroupOutcome, Sampling, group_from_json, group_to_json
 from .metrics import (
     DISCRIMINATING_CRITERIA,
     GROUPS_SCORED,
@@ -83,62 +77,94 @@ def record_id(fingerprint: str, metadata: dict | None, idempotency_key: str | No
     return "rb_" + hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def default_options(settings: Settings) -> GroupOptions:
+    """Every group option at the service's settings, before a request's overrides."""
+    return GroupOptions(
+        aggregator=settings.default_aggregator,
+        include_question=settings.include_question,
+        min_criteria=settings.min_criteria,
+        max_criteria=max(settings.max_criteria, settings.min_criteria),
+        synthesis=Sampling(settings.synthesis_temperature, settings.synthesis_top_p, settings.synthesis_max_tokens),
+        rubric=Sampling(settings.rubric_temperature, settings.rubric_top_p, settings.rubric_max_tokens),
+        judge_temperature=settings.judge_temperature,
+        answer_extractors=tuple(settings.answer_extractors),
+        rubric_attempts=settings.rubric_attempts,
+        verdict_attempts=settings.verdict_attempts,
+        verdict_concurrency=settings.verdict_concurrency,
+        use_cache=settings.cache_enabled,
+        reuse_rubric=settings.reuse_rubric,
+    )
+
+
+def check_limits(group: Group, settings: Settings, prefix: str = "") -> None:
+    """The service's size limits on one group (422 naming the field and the setting)."""
+    if len(group.rollouts) > settings.max_rollouts:
+        raise InvalidGroup(
+            f"{len(group.rollouts)} rollouts exceed the limit of {settings.max_rollouts} per group (CAT_MAX_ROLLOUTS)",
+            param=f"{prefix}rollouts",
+        )
+    for i, rollout in enumerate(group.rollouts):
+        if len(rollout) > settings.max_rollout_chars:
+            raise InvalidGroup(
+                f"rollout {i} has {len(rollout)} characters, over the limit of {settings.max_rollout_chars} "
+                "(CAT_MAX_ROLLOUT_CHARS)",
+                param=f"{prefix}rollouts.{i}",
+            )
+    if group.reference is not None and len(group.reference) > settings.max_rollout_chars:
+        raise InvalidGroup(
+            f"the reference has {len(group.reference)} characters, over the limit of "
+            f"{settings.max_rollout_chars} (CAT_MAX_ROLLOUT_CHARS)",
+            param=f"{prefix}reference",
+        )
+    prompt = group.prompt
+    prompt_chars = len(prompt) if isinstance(prompt, str) else sum(len(m.get("content", "")) for m in prompt)
+    if prompt_chars > settings.max_prompt_chars:
+        raise InvalidGroup(
+            f"the prompt has {prompt_chars} characters, over the limit of {settings.max_prompt_chars} "
+            "(CAT_MAX_PROMPT_CHARS)",
+            param=f"{prefix}prompt",
+        )
+    if group.options.min_criteria > group.options.max_criteria:
+        raise InvalidGroup("options.num_criteria exceeds options.max_criteria", param=f"{prefix}options.num_criteria")
+
+
+@dataclass(frozen=True)
+class GroupJob:
+    """One group to score, with what its audit record keeps of the caller's request."""
+
+    group: Group
+    sent: dict | None = None  # the request as the caller sent it, JSON-ready (kept in the history)
+    metadata: dict | None = None  # run_id, step, group_id, tags
+
+
+@dataclass
+class Scored:
+    """A scored group: the engine's outcome, and its result document (the response, as recorded)."""
+
+    outcome: GroupOutcome
+    document: dict
+
+    @property
+    def record_id(self) -> str:
+        return self.document["record_id"]
+
+
 class RewardService:
     def __init__(self, settings: Settings, pipeline: CaTPipeline, history=None) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.history = history
         self.admission = Admission(settings.max_active_groups, settings.max_queued_groups, settings.queue_timeout_s)
+        self.defaults = default_options(settings)
 
-    def to_group(self, request: RewardRequest, prefix: str = "") -> Group:
-        settings = self.settings
-        if len(request.rollouts) > settings.max_rollouts:
-            raise InvalidGroup(
-                f"{len(request.rollouts)} rollouts exceed the limit of {settings.max_rollouts} per group (CAT_MAX_ROLLOUTS)",
-                param=f"{prefix}rollouts",
-            )
-        for i, rollout in enumerate(request.rollouts):
-            if len(rollout) > settings.max_rollout_chars:
-                raise InvalidGroup(
-                    f"rollout {i} has {len(rollout)} characters, over the limit of {settings.max_rollout_chars} "
-                    "(CAT_MAX_ROLLOUT_CHARS)",
-                    param=f"{prefix}rollouts.{i}",
-                )
-        if request.reference is not None and len(request.reference) > settings.max_rollout_chars:
-            raise InvalidGroup(
-                f"the reference has {len(request.reference)} characters, over the limit of "
-                f"{settings.max_rollout_chars} (CAT_MAX_ROLLOUT_CHARS)",
-                param=f"{prefix}reference",
-            )
-        prompt_chars = (
-            len(request.prompt) if isinstance(request.prompt, str) else sum(len(m.content) for m in request.prompt)
-        )
-        if prompt_chars > settings.max_prompt_chars:
-            raise InvalidGroup(
-                f"the prompt has {prompt_chars} characters, over the limit of {settings.max_prompt_chars} "
-                "(CAT_MAX_PROMPT_CHARS)",
-                param=f"{prefix}prompt",
-            )
-        if request.reference is not None and request.options.aggregator not in (None, "given"):
-            raise InvalidGroup(
-                f"'reference' was sent but options.aggregator is {request.options.aggregator!r}; "
-                "drop one, or use aggregator 'given'",
-                param=f"{prefix}reference",
-            )
-        group = request.to_group(settings)
-        if group.options.min_criteria > group.options.max_criteria:
-            raise InvalidGroup("options.num_criteria exceeds options.max_criteria", param=f"{prefix}options.num_criteria")
-        return group
-
-    async def score(self, request: RewardRequest, idempotency_key: str | None = None, *, group: Group | None = None) -> RewardResponse:
-        group = group or self.to_group(request)
+    async def score(self, job: GroupJob, idempotency_key: str | None = None) -> Scored:
+        check_limits(job.group, self.settings)
         async with self.admission.admit(1):
-            return await self._score(request, group, idempotency_key)
+            return await self._score(job, idempotency_key)
 
-    async def _score(
-        self, request: RewardRequest, group: Group, idempotency_key: str | None, *, bounded_wait: bool = True
-    ) -> RewardResponse:
+    async def _score(self, job: GroupJob, idempotency_key: str | None, *, bounded_wait: bool = True) -> Scored:
         """Score one admitted group: wait for a slot, run the pipeline, flag, record."""
+        group = job.group
         async with self.admission.slot(bounded_wait=bounded_wait):
             outcome = await self.pipeline.score(group)
         for rollout in outcome.rollouts:  # rollouts are data; flag the ones that talk to the judge
@@ -147,72 +173,99 @@ class RewardService:
             for flag in flags:
                 INJECTION_FLAGS.labels(kind=flag.split(":", 1)[1]).inc()
         _observe(outcome)
-        metadata = request.metadata.model_dump() if request.metadata else None
-        rid = record_id(outcome.fingerprint, metadata, idempotency_key)
-        response = RewardResponse.from_outcome(outcome, record_id=rid, prompt_hash=prompt_hash(group.prompt))
-        await self._record(request, response, metadata)
-        return response
+        rid = record_id(outcome.fingerprint, job.metadata, idempotency_key)
+        document = result_document(outcome, record_id=rid, prompt_hash=prompt_hash(group.prompt))
+        if not await self._record(job, document):
+            outcome.flags.append("history_unavailable")
+            document["flags"].append("history_unavailable")
+        return Scored(outcome, document)
 
-    async def _record(self, request: RewardRequest, response: RewardResponse, metadata: dict | None) -> None:
+    async def _record(self, job: GroupJob, document: dict) -> bool:
+        """Keep the group's audit record; False when even the outbox could not take it."""
         if self.history is None:
-            return
+            return True
+        metadata = job.metadata or {}
+        provenance = document["provenance"]
         record = {
-            "id": response.record_id,
+            "id": document["record_id"],
             "created_at": datetime.now(timezone.utc).isoformat(),
-            "prompt_hash": response.prompt_hash,
-            "mode": response.mode,
-            "run_id": (metadata or {}).get("run_id"),
-            "step": (metadata or {}).get("step"),
-            "group_id": (metadata or {}).get("group_id"),
-            "anchor_model": response.provenance.anchor_model,
-            "judge_model": response.provenance.judge_model,
-            "prompt_version": response.provenance.prompt_version,
-            "request": request.model_dump(mode="json"),
-            "result": response.model_dump(mode="json"),
+            "prompt_hash": document["prompt_hash"],
+            "mode": document["mode"],
+            "run_id": metadata.get("run_id"),
+            "step": metadata.get("step"),
+            "group_id": metadata.get("group_id"),
+            "anchor_model": provenance["anchor_model"],
+            "judge_model": provenance["judge_model"],
+            "prompt_version": provenance["prompt_version"],
+            "request": job.sent if job.sent is not None else group_to_json(job.group),
+            "result": document,
         }
         try:
             await self.history.record(record)
         except Exception:  # noqa: BLE001 - the rewards still go out, flagged
             HISTORY_WRITE_ERRORS.inc()
-            log.exception("could not record %s even in the outbox", response.record_id)
-            response.flags.append("history_unavailable")
-        else:
-            OUTBOX_DEPTH.set(self.history.outbox_depth())
+            log.exception("could not record %s even in the outbox", document["record_id"])
+            return False
+        OUTBOX_DEPTH.set(self.history.outbox_depth())
+        return True
 
-    async def score_batch(self, batch: BatchRequest, idempotency_key: str | None = None) -> BatchResponse:
+    async def score_batch(self, jobs: list[GroupJob], idempotency_key: str | None = None) -> list[Scored | CatError]:
+        """Score groups concurrently; each one's result, or the error that stopped it. An unreachable
+        LLM or a full service fails the whole batch (raised), so no group is silently dropped."""
         settings = self.settings
-        if len(batch.groups) > settings.max_groups_per_batch:
+        if len(jobs) > settings.max_groups_per_batch:
             raise InvalidGroup(
-                f"{len(batch.groups)} groups exceed the limit of {settings.max_groups_per_batch} per batch "
+                f"{len(jobs)} groups exceed the limit of {settings.max_groups_per_batch} per batch "
                 "(CAT_MAX_GROUPS_PER_BATCH)",
                 param="groups",
             )
-        groups = [self.to_group(g, prefix=f"groups.{i}.") for i, g in enumerate(batch.groups)]
+        for i, job in enumerate(jobs):
+            check_limits(job.group, settings, prefix=f"groups.{i}.")
 
-        async def one(index: int, request: RewardRequest, group: Group) -> BatchItem:
+        async def one(index: int, job: GroupJob) -> Scored | CatError:
             key = f"{idempotency_key}#{index}" if idempotency_key else None
             try:
-                result = await self._score(request, group, key, bounded_wait=False)
+                return await self._score(job, key, bounded_wait=False)
             except LLMUnavailable:  # the whole batch: retry it later
                 raise
             except CatError as exc:
-                return BatchItem(index=index, ok=False, error=ErrorBody.from_error(exc))
-            return BatchItem(index=index, ok=True, result=result)
+                return exc
 
-        async with self.admission.admit(len(groups)):  # admitted whole or not at all
-            items = await gather_bounded(
-                [one(i, r, g) for i, (r, g) in enumerate(zip(batch.groups, groups))], limit=settings.batch_concurrency
-            )
-        return BatchResponse(results=items)
+        async with self.admission.admit(len(jobs)):  # admitted whole or not at all
+            return await gather_bounded([one(i, job) for i, job in enumerate(jobs)], limit=settings.batch_concurrency)
 
 
-def group_key(request: SamplesRequest) -> str:
+def group_key(prompt: str | list[dict], mode: str | None, group_id: str | None, step: int | None) -> str:
     """An explicit group id, or the prompt + the caller's step + the mode."""
-    if request.group.id is not None:
-        return "id:" + hashlib.sha256(request.group.id.encode()).hexdigest()[:32]
-    payload = json.dumps([request.prompt if isinstance(request.prompt, str) else [m.model_dump() for m in request.prompt],
-                          request.group.step, request.mode], sort_keys=True)
+    if group_id is not None:
+        return "id:" + hashlib.sha256(group_id.encode()).hexdigest()[:32]
+    payload = json.dumps([prompt, step, mode], sort_keys=True)
     return "prompt:" + hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """Samples of one group whose rollouts arrive separately."""
+
+    group: Group  # prompt, mode, reference and options; its rollouts are these samples'
+    sent: dict  # the group-level fields as the caller sent them (kept in the history)
+    samples: list[AssemblySample]
+    size: int
+    key: str  # the group's key (``group_key``)
+    group_id: str | None = None
+    metadata: dict | None = None
+    min_size: int | None = None
+    deadline_s: float | None = None
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    document: dict  # the whole group's result document
+    positions: list[int]  # where this request's samples sit in the scored rollouts
+    indices: list[int]  # their indices in the group
+    scored: int  # how many samples the group was scored with
+    size: int
+    key: str
 
 
 class SampleService:
@@ -224,58 +277,58 @@ class SampleService:
         self.assembler = GroupAssembler(
             store,
             self._score,
-            _error_of,
+            error_document,
             ttl_s=settings.group_ttl_s,
             lease_s=settings.group_scoring_lease_s,
         )
 
     async def _score(self, spec: dict, rollouts: list[str]) -> dict:
-        request = RewardRequest.model_validate({**spec["request"], "rollouts": rollouts})
-        response = await self.rewards.score(request, idempotency_key=spec["key"])
-        return response.model_dump(mode="json")
+        group = replace(group_from_json(spec["group"]), rollouts=rollouts)
+        job = GroupJob(group=group, sent={**spec["sent"], "rollouts": rollouts}, metadata=spec["metadata"])
+        scored = await self.rewards.score(job, idempotency_key=spec["key"])
+        return scored.document
 
-    async def submit(self, request: SamplesRequest, idempotency_key: str | None = None) -> SamplesResponse:
-        size = request.group.size
+    async def submit(self, job: SampleJob, idempotency_key: str | None = None) -> SampleResult:
+        size = job.size
         if size > self.settings.max_rollouts:
             raise InvalidGroup(
                 f"group size {size} exceeds the limit of {self.settings.max_rollouts} (CAT_MAX_ROLLOUTS)", param="group.size"
             )
-        bad = [s.index for s in request.samples if s.index is not None and s.index >= size]
+        bad = [s.index for s in job.samples if s.index is not None and s.index >= size]
         if bad:
             raise InvalidGroup(f"sample index {bad[0]} is outside a group of size {size}", param="samples")
-        # Validate the group-level fields now, with a stand-in rollout, so bad options fail fast.
-        self.rewards.to_group(request.group_request([s.rollout for s in request.samples]))
-        key = group_key(request)
-        group_request = request.model_dump(mode="json", exclude={"samples", "group"})
-        if request.group.id is not None:
-            metadata = group_request.get("metadata") or {}
-            if metadata.get("group_id") is None:
-                group_request["metadata"] = {**metadata, "group_id": request.group.id}
-        spec = {"key": key, "request": group_request}
-        min_size = min(request.group.min_size or self.settings.group_min_samples, size)
+        check_limits(job.group, self.settings)  # the group-level fields, now, so bad options fail fast
+        metadata = job.metadata
+        if job.group_id is not None and (metadata or {}).get("group_id") is None:
+            metadata = {**(metadata or {}), "group_id": job.group_id}
+        spec = {"key": job.key, "group": group_to_json(replace(job.group, rollouts=[])), "sent": job.sent, "metadata": metadata}
+        min_size = min(job.min_size or self.settings.group_min_samples, size)
         assembled = await self.assembler.submit(
-            key,
+            job.key,
             spec,
             size,
-            [AssemblySample(rollout=s.rollout, index=s.index) for s in request.samples],
-            deadline_s=request.group.deadline_s or self.settings.group_deadline_s,
+            job.samples,
+            deadline_s=job.deadline_s or self.settings.group_deadline_s,
             min_size=min_size,
             idempotency_key=idempotency_key,
         )
-        result = RewardResponse.model_validate(assembled.payload)
-        return SamplesResponse(
-            rewards=[result.rewards[p] for p in assembled.positions],
+        return SampleResult(
+            document=assembled.payload,
+            positions=assembled.positions,
             indices=assembled.indices,
-            details=[result.details[p] for p in assembled.positions],
-            group=GroupStatus(
-                key=key, size=size, scored=len(assembled.scored_indices), partial=len(assembled.scored_indices) < size
-            ),
-            result=result,
+            scored=len(assembled.scored_indices),
+            size=size,
+            key=job.key,
         )
 
 
-def _error_of(exc: BaseException):
-    if isinstance(exc, CatError):
-        body = ErrorBody.from_error(exc)
-        return body.status or 500, body.model_dump(exclude_none=True)
-    return None
+def error_document(exc: BaseException) -> dict | None:
+    """An engine error as data (type, message, param, retry_after), for every waiter of a group."""
+    if not isinstance(exc, CatError):
+        return None
+    return {
+        "type": exc.type,
+        "message": exc.message,
+        "param": exc.param,
+        "retry_after": getattr(exc, "retry_after", None),
+    }

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..engine.errors import CatError
+from .mapping import error_body
 from .schemas import ErrorBody
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def _loc_to_param(loc: tuple, kind: str = "") -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CatError)
     async def _cat_error(request: Request, exc: CatError) -> JSONResponse:
-        body = ErrorBody.from_error(exc)
+        body = error_body(exc)
         if body.status >= 500:
             log.warning("group failed: %s: %s", exc.type, exc.message)
         return error_response(body.status, body)

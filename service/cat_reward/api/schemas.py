@@ -1,5 +1,5 @@
-"""Wire models of the HTTP API. Request models own their conversion to engine types;
-response models are built from engine outcomes. Nothing here does I/O."""
+"""Wire models of the HTTP API: what a request may hold and what a response holds. They know
+nothing of the engine; ``mapping`` converts between them and domain data."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..admission import Overloaded
-from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.types import Criterion, Diagnostics, Group, GroupOptions, GroupOutcome, Sampling, ScrlThresholds
-from ..settings import Settings
 
 Mode = Literal["rubric", "verifiable", "judge"]
 AggregatorName = Literal["synthesis", "majority", "given", "scrl", "none"]
@@ -128,69 +124,6 @@ class RewardRequest(_Strict):
     def _prompt_not_empty(cls, value):
         return _check_prompt(value)
 
-    def to_group(self, settings: Settings) -> Group:
-        o = self.options
-        rubric_source = o.rubric_source or ("supplied" if self.rubric else "anchor")
-        if o.aggregator is not None:
-            aggregator = o.aggregator
-        elif self.reference is not None:
-            aggregator = "given"
-        elif rubric_source == "supplied":
-            aggregator = "none"
-        else:
-            aggregator = settings.default_aggregator
-        min_criteria = o.num_criteria if o.num_criteria is not None else settings.min_criteria
-        max_criteria = o.max_criteria if o.max_criteria is not None else max(settings.max_criteria, min_criteria)
-
-        def sampling(override: SamplingOptions | None, temperature: float, top_p: float, max_tokens: int) -> Sampling:
-            override = override or SamplingOptions()
-            return Sampling(
-                temperature=override.temperature if override.temperature is not None else temperature,
-                top_p=override.top_p if override.top_p is not None else top_p,
-                max_tokens=override.max_tokens if override.max_tokens is not None else max_tokens,
-            )
-
-        options = GroupOptions(
-            aggregator=aggregator,
-            include_question=o.include_question if o.include_question is not None else settings.include_question,
-            min_criteria=min_criteria,
-            max_criteria=max_criteria,
-            synthesis=sampling(o.synthesis, settings.synthesis_temperature, settings.synthesis_top_p, settings.synthesis_max_tokens),
-            rubric=sampling(o.rubric, settings.rubric_temperature, settings.rubric_top_p, settings.rubric_max_tokens),
-            judge_temperature=o.judge_temperature if o.judge_temperature is not None else settings.judge_temperature,
-            seed=o.seed,
-            answer_extractors=tuple(o.answer_extractors or settings.answer_extractors),
-            rubric_attempts=settings.rubric_attempts,
-            verdict_attempts=settings.verdict_attempts,
-            verdict_concurrency=settings.verdict_concurrency,
-            use_cache=settings.cache_enabled if o.cache is None else o.cache,
-            reuse_rubric=settings.reuse_rubric if o.reuse_rubric is None else o.reuse_rubric,
-            rubric_source=rubric_source,
-            regenerate_flat_rubric=bool(o.regenerate_flat_rubric),
-            fused=bool(o.fused),
-            scrl=ScrlThresholds(
-                min_share=o.scrl_min_share if o.scrl_min_share is not None else 0.5,
-                margin=o.scrl_margin if o.scrl_margin is not None else 0.15,
-                negative_share=o.scrl_negative_share if o.scrl_negative_share is not None else 0.15,
-            ),
-        )
-        rubric = None
-        if self.rubric:
-            rubric = tuple(
-                Criterion(id=f"s{i + 1}", text=item.criterion, weight=item.points, source="caller", tags=tuple(item.tags))
-                for i, item in enumerate(self.rubric)
-            )
-        prompt = self.prompt if isinstance(self.prompt, str) else [m.model_dump() for m in self.prompt]
-        return Group(
-            prompt=prompt,
-            rollouts=list(self.rollouts),
-            mode=self.mode or settings.default_mode,
-            reference=self.reference,
-            options=options,
-            rubric=rubric,
-            token_logprobs=tuple(tuple(lps) for lps in self.token_logprobs) if self.token_logprobs is not None else None,
-        )
-
 
 class GroupSpec(_Strict):
     """Which group the samples belong to, and how big it will be."""
@@ -225,16 +158,6 @@ class SamplesRequest(_Strict):
     def _prompt_not_empty(cls, value):
         return _check_prompt(value)
 
-    def group_request(self, rollouts: list[str]) -> RewardRequest:
-        return RewardRequest(
-            prompt=self.prompt,
-            rollouts=rollouts,
-            mode=self.mode,
-            reference=self.reference,
-            options=self.options,
-            metadata=self.metadata,
-        )
-
 
 class GroupStatus(BaseModel):
     key: str
@@ -264,10 +187,6 @@ class CriterionOut(BaseModel):
     weight: float = Field(default=1.0, description="Points; negative for an undesirable behaviour.")
     source: Literal["anchor", "caller"] = Field(default="anchor", description="Who wrote it: the anchor or the caller.")
     tags: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def of(cls, c: Criterion) -> CriterionOut:
-        return cls(id=c.id, text=c.text, weight=c.weight, source=c.source, tags=list(c.tags))
 
 
 class VerdictOut(BaseModel):
@@ -305,17 +224,6 @@ class DiagnosticsOut(BaseModel):
     discriminating_criteria: int | None = None
     regenerated: bool = Field(default=False, description="The rubric was regenerated for discriminating criteria.")
 
-    @classmethod
-    def of(cls, d: Diagnostics) -> DiagnosticsOut:
-        return cls(
-            reward_mean=d.reward_mean,
-            reward_std=d.reward_std,
-            zero_variance=d.zero_variance,
-            criteria=[CriterionSignalOut(**s.__dict__) for s in d.criteria],
-            discriminating_criteria=d.discriminating_criteria,
-            regenerated=d.regenerated,
-        )
-
 
 class StageUsageOut(BaseModel):
     calls: int
@@ -331,21 +239,6 @@ class UsageOut(BaseModel):
     latency_ms: dict[str, float] = Field(description="Wall time by pipeline phase (reference, rubric, scoring) and total.")
     stages: dict[str, StageUsageOut] = Field(description="LLM usage by stage (synthesis, rubric, verdict, equivalence).")
     cache_hits: dict[str, int] = Field(default_factory=dict, description="Entries served from the cache: reference, rubric, verdict.")
-
-
-def _details(rollouts) -> list[RolloutDetail]:
-    return [
-        RolloutDetail(
-            index=r.index,
-            reward=r.reward,
-            verdicts=[VerdictOut(**v.__dict__) for v in r.verdicts],
-            extracted_answer=r.extracted_answer,
-            extractor=r.extractor,
-            flags=r.flags,
-            error=r.error,
-        )
-        for r in rollouts
-    ]
 
 
 class SuppliedRubricResult(BaseModel):
@@ -387,59 +280,6 @@ class RewardResponse(BaseModel):
     provenance: Provenance
     usage: UsageOut
 
-    @classmethod
-    def from_outcome(cls, outcome: GroupOutcome, *, record_id: str, prompt_hash: str) -> RewardResponse:
-        usage = outcome.usage
-        latency = {phase: round(s * 1000, 3) for phase, s in usage.phases.items()}
-        latency["total"] = round(usage.total_latency_s * 1000, 3)
-        return cls(
-            rewards=outcome.rewards,
-            mode=outcome.mode,
-            aggregator=outcome.reference.aggregator,
-            reference=outcome.reference.text,
-            reference_answer=outcome.reference.answer,
-            reference_details=outcome.reference.details,
-            record_id=record_id,
-            rubric_id=record_id if outcome.mode == "rubric" else None,
-            prompt_hash=prompt_hash,
-            rubric=[CriterionOut.of(c) for c in outcome.rubric],
-            details=_details(outcome.rollouts),
-            flags=outcome.flags,
-            diagnostics=DiagnosticsOut.of(outcome.diagnostics),
-            supplied=None
-            if outcome.supplied is None
-            else SuppliedRubricResult(
-                rewards=outcome.supplied.rewards,
-                rubric=[CriterionOut.of(c) for c in outcome.supplied.rubric],
-                details=_details(outcome.supplied.rollouts),
-                diagnostics=DiagnosticsOut.of(outcome.supplied.diagnostics),
-            ),
-            provenance=Provenance(
-                anchor_model=outcome.anchor_model,
-                judge_model=outcome.judge_model,
-                prompt_version=outcome.prompt_version,
-            ),
-            usage=UsageOut(
-                llm_calls=usage.llm_calls,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                latency_ms=latency,
-                cache_hits=dict(usage.cache_hits),
-                stages={
-                    name: StageUsageOut(
-                        calls=s.calls,
-                        prompt_tokens=s.prompt_tokens,
-                        completion_tokens=s.completion_tokens,
-                        latency_ms=round(s.latency_s * 1000, 3),
-                    )
-                    for name, s in usage.stages.items()
-                },
-            ),
-        )
-
-
-DEFAULT_RETRY_AFTER_S = 5.0
-
 
 class ErrorBody(BaseModel):
     type: str = Field(examples=["invalid_request"])
@@ -448,24 +288,6 @@ class ErrorBody(BaseModel):
     retry_after: float | None = None
     details: list[dict] | None = None
     status: int | None = Field(default=None, description="The HTTP status this error maps to (also inside batch results).")
-
-    @classmethod
-    def from_error(cls, exc: CatError) -> ErrorBody:
-        retry_after = None
-        if isinstance(exc, (LLMUnavailable, Overloaded)):
-            retry_after = exc.retry_after or DEFAULT_RETRY_AFTER_S
-        return cls(type=exc.type, message=exc.message, param=exc.param, retry_after=retry_after, status=status_for(exc))
-
-
-def status_for(exc: CatError) -> int:
-    """The one mapping from engine errors to HTTP statuses."""
-    if isinstance(exc, (InvalidGroup, LLMRequestRejected)):
-        return 422
-    if isinstance(exc, (LLMUnavailable, Overloaded)):
-        return 503
-    if isinstance(exc, (LLMBadResponse, GenerationFailed)):
-        return 502
-    return 500
 
 
 class ErrorResponse(BaseModel):

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 # score(spec, rollouts) -> the group's reward response as JSON, or raises.
 Scorer = Callable[[dict, list[str]], Awaitable[dict]]
-# error_of(exception) -> (http status, error body as JSON) for an exception raised by the scorer.
-ErrorMapper = Callable[[BaseException], "tuple[int, dict] | None"]
+# error_of(exception) -> the error as JSON ({type, message, param, retry_after}) for an exception
+# raised by the scorer, or None for an unexpected one.
+ErrorMapper = Callable[[BaseException], "dict | None"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,11 @@ class GroupClosed(GroupConflict):
 
 
 class GroupFailed(Exception):
-    """Scoring the group failed; carries the HTTP status and error body every waiter reports."""
+    """Scoring the group failed; carries the error (``{type, message, param, retry_after}``) every
+    waiter reports."""
 
-    def __init__(self, status: int, error: dict):
+    def __init__(self, error: dict):
         super().__init__(error.get("message", "group scoring failed"))
-        self.status = status
         self.error = error
 
 
@@ -118,7 +119,7 @@ class GroupAssembler:
                     if result["ok"]:
                         return self._assembled(indices, result, size)
                     if result["attempt"] == attempt:
-                        raise GroupFailed(result["status"], result["error"])
+                        raise GroupFailed(result["error"])
                     attempt = result["attempt"] + 1  # an older failure: our samples join the next attempt
                 received = await self.store.received(key)
                 now = time.time()
@@ -154,19 +155,18 @@ class GroupAssembler:
                 f"group incomplete: {len(scored_indices)} of {size} samples arrived before the deadline "
                 f"(at least {min_size} needed)"
             )
-            error = {"type": "group_incomplete", "message": message, "status": 409}
-            await self.store.finish(key, attempt, {"status": 409, "error": error}, ok=False, ttl_s=self._ttl_s)
+            error = {"type": "group_incomplete", "message": message}
+            await self.store.finish(key, attempt, {"error": error}, ok=False, ttl_s=self._ttl_s)
             return
         try:
             payload = await self._scorer(spec, [samples[i] for i in scored_indices])
         except Exception as exc:
-            mapped = self._error_of(exc)
-            if mapped is None:
+            error = self._error_of(exc)
+            if error is None:
                 log.exception("scoring assembled group %s failed", key)
-                mapped = (500, {"type": "internal_error", "message": f"internal error: {type(exc).__name__}"})
-            status, error = mapped
+                error = {"type": "internal_error", "message": f"internal error: {type(exc).__name__}"}
             ASSEMBLY_GROUPS.labels(outcome="failed").inc()
-            await self.store.finish(key, attempt, {"status": status, "error": error}, ok=False, ttl_s=self._ttl_s)
+            await self.store.finish(key, attempt, {"error": error}, ok=False, ttl_s=self._ttl_s)
             return
         ASSEMBLY_GROUPS.labels(outcome="complete" if len(scored_indices) >= size else "partial").inc()
         await self.store.finish(

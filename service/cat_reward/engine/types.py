@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin, get_type_hints
 
 Mode = Literal["rubric", "verifiable", "judge"]
 AggregatorName = Literal["synthesis", "majority", "given", "scrl", "none"]
@@ -190,3 +191,38 @@ class GroupOutcome:
     @property
     def rewards(self) -> list[float | None]:
         return [r.reward for r in self.rollouts]
+
+
+# --- JSON form of a group (to hand a group to another process, e.g. across replicas) ---------
+
+
+def group_to_json(group: Group) -> dict:
+    """A group as JSON-ready data; ``group_from_json`` gives it back."""
+    return asdict(group)
+
+
+def group_from_json(data: dict) -> Group:
+    return _build(Group, data)
+
+
+def _build(cls, data: dict):
+    hints = get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if f.name in data:
+            values[f.name] = _value(hints[f.name], data[f.name])
+    return cls(**values)
+
+
+def _value(hint, value):
+    if value is None:
+        return None
+    union = get_origin(hint) in (Union, UnionType)
+    for candidate in get_args(hint) if union else (hint,):  # X | None: try the members
+        if is_dataclass(candidate) and isinstance(value, dict):
+            return _build(candidate, value)
+        if get_origin(candidate) is tuple and isinstance(value, list):
+            args = get_args(candidate)
+            item = args[0] if args else None
+            return tuple(_value(item, v) if item is not None else v for v in value)
+    return value

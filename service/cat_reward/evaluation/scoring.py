@@ -7,7 +7,7 @@ Math (verifiable mode; answers compared with the service's math-verify checker):
 HealthBench (rubric mode, the item's own rubric, ``rubric_source`` supplied):
     single sample  aggregator ``none``: each rollout judged on the rubric
     synthesis @ G  aggregator ``synthesis`` over the first G rollouts gives the anchor's reference
-                   (``RewardResponse.reference``); that reference is then judged on the rubric
+                   (the outcome's reference); that reference is then judged on the rubric
 
 HealthBench scores follow simple-evals: a response's score is Σ points of the criteria it meets
 (negative points included) / Σ positive points, *not* clipped per response; the mean over
@@ -21,11 +21,12 @@ Nothing that failed becomes a number: a rollout whose check or verdict failed ha
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from ..api.schemas import RewardRequest, RewardResponse
 from ..engine.errors import CatError
 from ..engine.ports import AnswerChecker
+from ..engine.types import Criterion, Group, GroupOutcome
+from ..rewarding import GroupJob
 from .datasets import HealthItem, MathItem
 from .policy import Completion, PolicyError
 
@@ -136,15 +137,15 @@ class HealthResult:
         return asdict(self)
 
 
-def rubric_scores(response: RewardResponse) -> list[tuple[float | None, str | None, list[bool | None]]]:
-    """Per rollout of a supplied-rubric response: (unclipped score, error, verdicts in rubric
-    order). The score is Σ weights of met criteria / Σ positive weights over the response's rubric."""
-    weights = {c.id: c.weight for c in response.rubric}
+def rubric_scores(outcome: GroupOutcome) -> list[tuple[float | None, str | None, list[bool | None]]]:
+    """Per rollout of a supplied-rubric outcome: (unclipped score, error, verdicts in rubric
+    order). The score is Σ weights of met criteria / Σ positive weights over the outcome's rubric."""
+    weights = {c.id: c.weight for c in outcome.rubric}
     positive = sum(w for w in weights.values() if w > 0)
     scores: list[tuple[float | None, str | None, list[bool | None]]] = []
-    for detail in response.details:
+    for detail in outcome.rollouts:
         verdicts = {v.criterion_id: v.met for v in detail.verdicts}
-        met = [verdicts.get(c.id) for c in response.rubric]
+        met = [verdicts.get(c.id) for c in outcome.rubric]
         if set(verdicts) != set(weights):
             scores.append((None, detail.error or "verdicts do not cover the rubric", met))
         elif any(m is None for m in verdicts.values()) or detail.reward is None:
@@ -165,13 +166,25 @@ class ItemScorer:
         self.checker = checker
         self.seed = seed
 
-    def _options(self, **options) -> dict:
-        if self.seed is not None:
-            options["seed"] = self.seed
-        return options
-
-    async def _score(self, body: dict) -> RewardResponse:
-        return await self.rewards.score(RewardRequest.model_validate(body))
+    async def _score(
+        self,
+        prompt: str | list[dict[str, str]],
+        rollouts: list[str],
+        mode: str,
+        aggregator: str,
+        *,
+        reference: str | None = None,
+        rubric: tuple[Criterion, ...] | None = None,
+    ) -> GroupOutcome:
+        """One group through the service (its settings' defaults, this run's seed)."""
+        options = replace(
+            self.rewards.defaults,
+            aggregator=aggregator,
+            rubric_source="supplied" if rubric else "anchor",
+            seed=self.seed,
+        )
+        group = Group(prompt=prompt, rollouts=list(rollouts), mode=mode, reference=reference, options=options, rubric=rubric)
+        return (await self.rewards.score(GroupJob(group=group))).outcome
 
     async def _same(self, reference: str, candidate: str) -> bool:
         result = await self.checker.check(reference, candidate)
@@ -207,21 +220,14 @@ class ItemScorer:
         return result
 
     async def _math_single(self, item: MathItem, texts: list[str], result: MathResult) -> None:
-        body = {
-            "prompt": item.problem,
-            "rollouts": texts,
-            "mode": "verifiable",
-            "reference": item.answer,
-            "options": self._options(aggregator="given"),
-        }
         try:
-            response = await self._score(body)
+            response = await self._score(item.problem, texts, "verifiable", "given", reference=item.answer)
         except Exception as exc:  # noqa: BLE001 - recorded, counted, never scored 0
             result.single_error = describe(exc)
             for rollout in result.rollouts:
                 rollout.error = result.single_error
             return
-        for rollout, detail in zip(result.rollouts, response.details):
+        for rollout, detail in zip(result.rollouts, response.rollouts):
             rollout.answer = detail.extracted_answer
             if detail.reward is None:
                 rollout.error = detail.error or "reward_null"
@@ -232,15 +238,13 @@ class ItemScorer:
         group = MathGroup(group_size=g)
         try:
             majority, synthesis = await asyncio.gather(
-                self._score({"prompt": item.problem, "rollouts": texts, "mode": "verifiable",
-                             "options": self._options(aggregator="majority")}),
-                self._score({"prompt": item.problem, "rollouts": texts, "mode": "verifiable",
-                             "options": self._options(aggregator="synthesis")}),
+                self._score(item.problem, texts, "verifiable", "majority"),
+                self._score(item.problem, texts, "verifiable", "synthesis"),
             )
-            group.synthesis_reference = synthesis.reference
+            group.synthesis_reference = synthesis.reference.text
             group.synthesis_flags = [f for f in synthesis.flags if f != "zero_variance"]
-            group.majority_answer = majority.reference_answer
-            group.synthesis_answer = synthesis.reference_answer
+            group.majority_answer = majority.reference.answer
+            group.synthesis_answer = synthesis.reference.answer
             group.majority_no_answer = group.majority_answer is None
             group.synthesis_no_answer = group.synthesis_answer is None
             group.majority_correct = False if group.majority_no_answer else await self._same(item.answer, group.majority_answer)
@@ -257,14 +261,12 @@ class ItemScorer:
         return group
 
     # -- healthbench -----------------------------------------------------------------------------
-    def _health_body(self, item: HealthItem, rollouts: list[str], aggregator: str) -> dict:
-        return {
-            "prompt": [dict(m) for m in item.prompt],
-            "rollouts": rollouts,
-            "mode": "rubric",
-            "rubric": [{"criterion": c.criterion, "points": c.points, "tags": list(c.tags)} for c in item.rubrics],
-            "options": self._options(aggregator=aggregator, rubric_source="supplied"),
-        }
+    async def _health(self, item: HealthItem, rollouts: list[str], aggregator: str) -> GroupOutcome:
+        rubric = tuple(
+            Criterion(id=f"s{i + 1}", text=c.criterion, weight=c.points, source="caller", tags=tuple(c.tags))
+            for i, c in enumerate(item.rubrics)
+        )
+        return await self._score([dict(m) for m in item.prompt], rollouts, "rubric", aggregator, rubric=rubric)
 
     async def score_health(self, item: HealthItem, completions: list[Completion], group_sizes: list[int]) -> HealthResult:
         result = HealthResult(id=item.id, prompt=[dict(m) for m in item.prompt], n_criteria=len(item.rubrics), meta=dict(item.meta))
@@ -278,24 +280,24 @@ class ItemScorer:
 
     async def _health_single(self, item: HealthItem, texts: list[str], result: HealthResult) -> None:
         try:
-            response = await self._score(self._health_body(item, texts, "none"))
+            response = await self._health(item, texts, "none")
         except Exception as exc:  # noqa: BLE001
             result.single_error = describe(exc)
             for rollout in result.rollouts:
                 rollout.error = result.single_error
             return
-        for rollout, detail, (score, error, met) in zip(result.rollouts, response.details, rubric_scores(response)):
+        for rollout, detail, (score, error, met) in zip(result.rollouts, response.rollouts, rubric_scores(response)):
             rollout.score, rollout.reward, rollout.error, rollout.criteria_met = score, detail.reward, error, met
 
     async def _health_group(self, item: HealthItem, texts: list[str], g: int) -> HealthGroup:
         group = HealthGroup(group_size=g)
         try:
-            synthesis = await self._score(self._health_body(item, texts, "synthesis"))
-            group.synthesis_reference = synthesis.reference
+            synthesis = await self._health(item, texts, "synthesis")
+            group.synthesis_reference = synthesis.reference.text
             group.synthesis_flags = [f for f in synthesis.flags if f not in ("zero_variance", "incomplete_rewards")]
-            judged = await self._score(self._health_body(item, [synthesis.reference], "none"))
+            judged = await self._health(item, [synthesis.reference.text], "none")
             ((score, error, met),) = rubric_scores(judged)
-            group.synthesis_score, group.synthesis_reward, group.error = score, judged.details[0].reward, error
+            group.synthesis_score, group.synthesis_reward, group.error = score, judged.rollouts[0].reward, error
             group.synthesis_criteria_met = met
         except Exception as exc:  # noqa: BLE001
             group.error = describe(exc)

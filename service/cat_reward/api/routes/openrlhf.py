@@ -37,6 +37,7 @@ from ...assembly import GroupConflict, GroupFailed, RollingGroups
 from ...rewarding import group_key
 from ..deps import ServicesDep
 from ..errors import HTTPProblem
+from ..mapping import sample_job_of, samples_response, status_for_type
 from ..schemas import ErrorResponse, SamplesRequest, SamplesResponse
 from .rewards import ERROR_RESPONSES
 
@@ -145,14 +146,20 @@ async def openrlhf_reward(body: OpenRLHFRequest, services: ServicesDep) -> OpenR
         services.samples.assembler.store, ttl_s=2 * settings.group_ttl_s, retry_window_s=settings.openrlhf_retry_window_s
     )
 
+    defaults = services.rewards.defaults
+
     async def one(request: SamplesRequest) -> SamplesResponse:
         def with_id(group_id: str) -> SamplesRequest:
             return request.model_copy(update={"group": request.group.model_copy(update={"id": group_id})})
 
+        async def submit(group_id: str) -> SamplesResponse:
+            job = sample_job_of(with_id(group_id), defaults, settings.default_mode)
+            return samples_response(await services.samples.submit(job))
+
         return await rolling.submit(
             _series(request.prompt, mode),
-            lambda group_id: services.samples.submit(with_id(group_id)),
-            lambda group_id: group_key(with_id(group_id)),
+            submit,
+            lambda group_id: group_key(request.prompt, request.mode, group_id, None),
         )
 
     # Every sample is waited for, even when one fails: their groups may need each other.
@@ -192,7 +199,7 @@ def _as_problem(exc: BaseException, index: int, n: int) -> BaseException:
     if isinstance(exc, GroupFailed):
         error: dict[str, Any] = exc.error
         return HTTPProblem(
-            exc.status,
+            status_for_type(error.get("type", "internal_error")),
             error.get("type", "group_failed"),
             error.get("message", "group scoring failed") + where,
             param=error.get("param"),

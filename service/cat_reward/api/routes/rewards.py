@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from ..deps import ServicesDep
+from ..mapping import batch_response, job_of
 from ..schemas import BatchRequest, BatchResponse, ErrorResponse, RewardRequest, RewardResponse
 
 router = APIRouter(tags=["rewards"])
@@ -40,8 +41,10 @@ IdempotencyKey = Annotated[
     responses=ERROR_RESPONSES,
     summary="Score one group of rollouts with CaT",
 )
-async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> RewardResponse:
-    return await services.rewards.score(body, idempotency_key)
+async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> dict:
+    service = services.rewards
+    scored = await service.score(job_of(body, service.defaults, services.settings.default_mode), idempotency_key)
+    return scored.document  # validated against RewardResponse on the way out
 
 
 @router.post(
@@ -56,4 +59,7 @@ async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: I
 async def rewards_batch(
     body: BatchRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
 ) -> BatchResponse:
-    return await services.rewards.score_batch(body, idempotency_key)
+    service = services.rewards
+    mode = services.settings.default_mode
+    jobs = [job_of(g, service.defaults, mode, prefix=f"groups.{i}.") for i, g in enumerate(body.groups)]
+    return batch_response(await service.score_batch(jobs, idempotency_key))

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from ...assembly import GroupConflict, GroupFailed
 from ..deps import ServicesDep
 from ..errors import HTTPProblem
+from ..mapping import sample_job_of, samples_response, status_for_type
 from ..schemas import ErrorResponse, SamplesRequest, SamplesResponse
 from .rewards import ERROR_RESPONSES, IdempotencyKey
 
@@ -29,14 +30,15 @@ router = APIRouter(tags=["rewards"])
 async def rewards_samples(
     body: SamplesRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
 ) -> SamplesResponse:
+    job = sample_job_of(body, services.rewards.defaults, services.settings.default_mode)
     try:
-        return await services.samples.submit(body, idempotency_key)
+        return samples_response(await services.samples.submit(job, idempotency_key))
     except GroupConflict as exc:
         raise HTTPProblem(409, "group_conflict", str(exc), param="samples") from exc
     except GroupFailed as exc:
         error = exc.error
         raise HTTPProblem(
-            exc.status,
+            status_for_type(error.get("type", "internal_error")),
             error.get("type", "group_failed"),
             error.get("message", "group scoring failed"),
             param=error.get("param"),

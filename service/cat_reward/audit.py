@@ -1,0 +1,94 @@
+"""The result document of a scored group: what the audit history keeps for it and what the
+service answers with.
+
+One function turns an engine outcome into plain JSON-ready data. The history stores it as the
+record's ``result``; ``GET /rubrics/{id}`` serves it back; the HTTP layer declares its shape as
+the ``RewardResponse`` wire model and sends it as the response. Keeping the document here, in the
+service layer, means the service never needs the HTTP layer's models to write its records.
+"""
+
+from __future__ import annotations
+
+from .engine.types import Criterion, Diagnostics, GroupOutcome, RolloutOutcome
+
+
+def criterion_document(c: Criterion) -> dict:
+    return {"id": c.id, "text": c.text, "weight": c.weight, "source": c.source, "tags": list(c.tags)}
+
+
+def rollout_documents(rollouts: list[RolloutOutcome]) -> list[dict]:
+    return [
+        {
+            "index": r.index,
+            "reward": r.reward,
+            "verdicts": [dict(v.__dict__) for v in r.verdicts],
+            "extracted_answer": r.extracted_answer,
+            "extractor": r.extractor,
+            "flags": list(r.flags),
+            "error": r.error,
+        }
+        for r in rollouts
+    ]
+
+
+def diagnostics_document(d: Diagnostics) -> dict:
+    return {
+        "reward_mean": d.reward_mean,
+        "reward_std": d.reward_std,
+        "zero_variance": d.zero_variance,
+        "criteria": [dict(s.__dict__) for s in d.criteria],
+        "discriminating_criteria": d.discriminating_criteria,
+        "regenerated": d.regenerated,
+    }
+
+
+def result_document(outcome: GroupOutcome, *, record_id: str, prompt_hash: str) -> dict:
+    """The whole result of one group, as the history keeps it and the API sends it."""
+    usage = outcome.usage
+    latency = {phase: round(s * 1000, 3) for phase, s in usage.phases.items()}
+    latency["total"] = round(usage.total_latency_s * 1000, 3)
+    supplied = outcome.supplied
+    return {
+        "rewards": outcome.rewards,
+        "mode": outcome.mode,
+        "aggregator": outcome.reference.aggregator,
+        "reference": outcome.reference.text,
+        "reference_answer": outcome.reference.answer,
+        "reference_details": outcome.reference.details,
+        "record_id": record_id,
+        "rubric_id": record_id if outcome.mode == "rubric" else None,
+        "prompt_hash": prompt_hash,
+        "rubric": [criterion_document(c) for c in outcome.rubric],
+        "details": rollout_documents(outcome.rollouts),
+        "flags": list(outcome.flags),
+        "diagnostics": diagnostics_document(outcome.diagnostics),
+        "supplied": None
+        if supplied is None
+        else {
+            "rewards": supplied.rewards,
+            "rubric": [criterion_document(c) for c in supplied.rubric],
+            "details": rollout_documents(supplied.rollouts),
+            "diagnostics": diagnostics_document(supplied.diagnostics),
+        },
+        "provenance": {
+            "anchor_model": outcome.anchor_model,
+            "judge_model": outcome.judge_model,
+            "prompt_version": outcome.prompt_version,
+        },
+        "usage": {
+            "llm_calls": usage.llm_calls,
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "latency_ms": latency,
+            "cache_hits": dict(usage.cache_hits),
+            "stages": {
+                name: {
+                    "calls": s.calls,
+                    "prompt_tokens": s.prompt_tokens,
+                    "completion_tokens": s.completion_tokens,
+                    "latency_ms": round(s.latency_s * 1000, 3),
+                }
+                for name, s in usage.stages.items()
+            },
+        },
+    }
