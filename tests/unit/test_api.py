@@ -173,12 +173,31 @@ async def test_batch_scores_each_group_and_reports_per_group_errors(make_client)
 
 async def test_batch_validation_and_limits(make_client):
     client = await make_client(max_groups_per_batch=1)
-    response = await client.post("/rewards/batch", json={"groups": []})
-    assert response.status_code == 422 and response.json()["error"]["param"] == "groups"
     response = await client.post("/rewards/batch", json={"groups": [BODY, {**BODY, "rollouts": []}]})
     assert response.status_code == 422 and response.json()["error"]["param"] == "groups.1.rollouts"
     response = await client.post("/rewards/batch", json={"groups": [BODY, BODY]})
     assert response.status_code == 422 and "CAT_MAX_GROUPS_PER_BATCH" in response.json()["error"]["message"]
+
+
+async def test_empty_batches_answer_at_once_without_an_llm_call(make_client):
+    def never(request):
+        raise AssertionError(f"an LLM was called for an empty batch ({request.stage})")
+
+    client = await make_client(anchor=never, judge=never)
+    response = await client.post("/rewards/batch", json={"groups": []})
+    assert response.status_code == 200 and response.json() == {"results": []}
+    sample_body = {"prompt": "What is 2 + 3?", "samples": [], "group": {"id": "g-empty", "size": 4}}
+    response = await client.post("/rewards/samples", json=sample_body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"rewards": [], "indices": [], "details": [], "group": None, "result": None}
+    response = await client.post("/openrlhf/reward", json={"query": [], "prompts": [], "labels": []})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"rewards": [], "scores": [], "extra_logs": {"cat_group_scored": [], "cat_partial_group": []}}
+    # The rest of the body is still checked: an empty batch is no way around validation.
+    response = await client.post("/rewards/samples", json={**sample_body, "group": {"size": 0}})
+    assert response.status_code == 422 and response.json()["error"]["param"].startswith("group")
+    response = await client.post("/openrlhf/reward", json={"query": [], "prompts": ["p"]})
+    assert response.status_code == 422 and response.json()["error"]["param"] == "prompts"
 
 
 async def test_batch_with_judge_down_is_503(make_client):

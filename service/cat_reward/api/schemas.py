@@ -146,7 +146,9 @@ class SamplesRequest(_Strict):
     """One sample, or part of a group, of a prompt whose G rollouts arrive separately."""
 
     prompt: str | list[ChatMessage]
-    samples: list[SampleIn] = Field(min_length=1)
+    samples: list[SampleIn] = Field(
+        description="The samples sent now; an empty list is answered at once with empty results (no judge call)."
+    )
     group: GroupSpec
     mode: Mode | None = None
     reference: str | None = None
@@ -170,12 +172,16 @@ class SamplesResponse(BaseModel):
     rewards: list[float | None] = Field(description="One reward per sample sent, in order.")
     indices: list[int] = Field(description="Each sample's index in the group.")
     details: list[RolloutDetail]
-    group: GroupStatus
-    result: RewardResponse = Field(description="The whole group's result (reference, rubric, all rewards).")
+    group: GroupStatus | None = Field(description="The group's status; null for a request with no samples.")
+    result: RewardResponse | None = Field(
+        description="The whole group's result (reference, rubric, all rewards); null for a request with no samples."
+    )
 
 
 class BatchRequest(_Strict):
-    groups: list[RewardRequest] = Field(min_length=1, description="Groups scored concurrently.")
+    groups: list[RewardRequest] = Field(
+        description="Groups scored concurrently; an empty list is answered at once with empty results (no judge call)."
+    )
 
 
 # --- responses -------------------------------------------------------------------------

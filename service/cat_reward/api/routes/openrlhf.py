@@ -49,7 +49,10 @@ class OpenRLHFRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    query: list[str] = Field(min_length=1, description="Prompt + response, decoded with special tokens, one per sample.")
+    query: list[str] = Field(
+        description="Prompt + response, decoded with special tokens, one per sample. Empty lists (what OpenRLHF sends "
+        "to every URL after the first) are answered at once with empty lists."
+    )
     prompts: list[str] = Field(description="The prompt of each query (a prefix of it).")
     labels: list[str | int | float | None] | None = Field(
         default=None, description="The dataset's label of each query; a non-empty one is used as the reference."
@@ -104,6 +107,9 @@ async def openrlhf_reward(body: OpenRLHFRequest, services: ServicesDep) -> OpenR
     labels = list(body.labels) if body.labels is not None else [None] * n
     if len(labels) != n:
         raise HTTPProblem(422, "invalid_request", f"{len(labels)} labels for {n} queries", param="labels")
+
+    if n == 0:  # OpenRLHF's client sends this to every URL but the first: answer at once, no judge call
+        return OpenRLHFResponse(rewards=[], scores=[], extra_logs={"cat_group_scored": [], "cat_partial_group": []})
 
     mode = settings.openrlhf_mode or settings.default_mode
     requests: list[SamplesRequest] = []

@@ -59,6 +59,8 @@ async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: I
 async def rewards_batch(
     body: BatchRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
 ) -> BatchResponse:
+    if not body.groups:  # nothing to score: answered at once, no admission, no judge call
+        return BatchResponse(results=[])
     service = services.rewards
     mode = services.settings.default_mode
     jobs = [job_of(g, service.defaults, mode, prefix=f"groups.{i}.") for i, g in enumerate(body.groups)]

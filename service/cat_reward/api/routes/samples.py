@@ -30,6 +30,8 @@ router = APIRouter(tags=["rewards"])
 async def rewards_samples(
     body: SamplesRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
 ) -> SamplesResponse:
+    if not body.samples:  # nothing to score: answered at once, no group is opened, no judge call
+        return SamplesResponse(rewards=[], indices=[], details=[], group=None, result=None)
     job = sample_job_of(body, services.rewards.defaults, services.settings.default_mode)
     try:
         return samples_response(await services.samples.submit(job, idempotency_key))
