@@ -16,6 +16,7 @@ DOCKER = ROOT / "docker"
 COMPOSE_FILE = DOCKER / "compose.yaml"
 SERVICE_DOCKERFILE = DOCKER / "Dockerfile"
 JUDGE_DOCKERFILE = DOCKER / "judge-cpu.Dockerfile"
+ROUTER_DOCKERFILE = DOCKER / "router.Dockerfile"
 NGINX_CONF = DOCKER / "nginx.conf"
 SCHEMA_FILE = Path(__file__).with_name("compose-spec.json")
 

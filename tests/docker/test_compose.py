@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from ._support import (
     JUDGE_DOCKERFILE,
     NGINX_CONF,
     ROOT,
+    ROUTER_DOCKERFILE,
     SERVICE,
     SERVICE_DOCKERFILE,
     default_profiles,
@@ -46,8 +48,10 @@ from ._support import (
 
 DEFAULT_MODEL = "Qwen/Qwen3-4B-Instruct-2507"
 # The CPU variant documented in the compose header and docker/README.md.
-CPU_ENV = {"CAT_API_KEYS": "dev-key:admin", "CAT_ANCHOR_BASE_URL": "http://judge-cpu:8001/v1", "CAT_ANCHOR_MODEL": "SmolLM2-135M-Instruct"}
-LONG_RUNNING = {"cat-reward", "nginx", "redis", "postgres", "vllm", "judge-cpu"}
+CPU_ENV = {"CAT_API_KEYS": "dev-key:admin", "CAT_ANCHOR_BASE_URL": "http://router-cpu:8000/v1", "CAT_ANCHOR_MODEL": "SmolLM2-135M-Instruct"}
+LONG_RUNNING = {"cat-reward", "nginx", "redis", "postgres", "vllm", "judge-cpu", "router", "router-cpu"}
+# Each profile's judge pool: the judges, and the router in front of them.
+POOLS = {"gpu": ("vllm", "router"), "cpu": ("judge-cpu", "router-cpu")}
 SETTINGS_VARS = {env_var(name, info) for name, info in Settings.model_fields.items()}
 
 
@@ -164,7 +168,8 @@ def test_the_service_points_at_redis_postgres_and_vllm():
     )
     anchor = urlsplit(env["CAT_ANCHOR_BASE_URL"])
     vllm_command = doc["services"]["vllm"]["command"]
-    assert (anchor.hostname, str(anchor.port), anchor.path) == ("vllm", option(vllm_command, "--port"), "/v1")
+    router_port = option(image_command(ROUTER_DOCKERFILE), "--port")
+    assert (anchor.hostname, str(anchor.port), anchor.path) == ("router", router_port, "/v1")
     assert env["CAT_ANCHOR_MODEL"] == option(vllm_command, "--model") == DEFAULT_MODEL
     assert env["CAT_DATA_DIR"] == "/data"
     assert any(volume.endswith(":/data") for volume in service["volumes"])
@@ -185,8 +190,8 @@ def test_the_service_environment_is_valid_settings(monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
-    assert settings.anchor_base_url == ["http://vllm:8000/v1"]
-    assert settings.judge_urls == settings.anchor_base_url  # the judge is the same vLLM
+    assert settings.anchor_base_url == ["http://router:8000/v1"]
+    assert settings.judge_urls == settings.anchor_base_url  # the judges are the same pool
     assert settings.redis_url == env["CAT_REDIS_URL"]
     assert settings.history_url == env["CAT_DATABASE_URL"]
     assert settings.data_dir == Path("/data")
@@ -217,9 +222,11 @@ def test_depends_on_waits_for_healthy_backends():
     deps = depends_on(services[SERVICE])
     assert deps["redis"] == {"condition": "service_healthy", "required": True}
     assert deps["postgres"] == {"condition": "service_healthy", "required": True}
-    # Each LLM backend lives in its own profile: wait for whichever runs, tolerate the other.
-    assert deps["vllm"] == {"condition": "service_healthy", "required": False}
-    assert deps["judge-cpu"] == {"condition": "service_healthy", "required": False}
+    # Each judge pool lives in its own profile: wait for whichever router runs, tolerate the other.
+    assert deps["router"] == {"condition": "service_healthy", "required": False}
+    assert deps["router-cpu"] == {"condition": "service_healthy", "required": False}
+    assert depends_on(services["router"]) == {"vllm": {"condition": "service_healthy", "required": True}}
+    assert depends_on(services["router-cpu"]) == {"judge-cpu": {"condition": "service_healthy", "required": True}}
     assert depends_on(services["nginx"]) == {SERVICE: {"condition": "service_healthy", "required": True}}
     for name, service in services.items():
         for dep, cfg in depends_on(service).items():
@@ -229,32 +236,34 @@ def test_depends_on_waits_for_healthy_backends():
 
 
 @pytest.mark.parametrize(
-    ("profiles", "backend", "absent"),
-    [(None, "vllm", "judge-cpu"), ({"cpu"}, "judge-cpu", "vllm")],
+    ("profiles", "pool", "absent"),
+    [(None, POOLS["gpu"], POOLS["cpu"]), ({"cpu"}, POOLS["cpu"], POOLS["gpu"])],
     ids=["plain-up-is-gpu", "profile-cpu"],
 )
-def test_profiles_pick_exactly_one_llm_backend(profiles, backend, absent):
+def test_profiles_pick_exactly_one_judge_pool(profiles, pool, absent):
     """A plain `up` uses COMPOSE_PROFILES from docker/.env (gpu); `--profile cpu` replaces it."""
     doc = load_compose(CPU_ENV if profiles else {})
     active = default_profiles() if profiles is None else profiles
     enabled = enabled_services(doc, active)
-    assert enabled == {"redis", "postgres", SERVICE, "nginx", backend}
-    assert absent not in enabled
+    assert enabled == {"redis", "postgres", SERVICE, "nginx", *pool}
+    assert not set(absent) & enabled
     # What compose-go checks when it loads the project: a dependency on a disabled service is
     # only allowed when it is `required: false`.
     for name in enabled:
         for dep, cfg in depends_on(doc["services"][name]).items():
             assert dep in enabled or cfg["required"] is False, f"{name} needs disabled {dep}"
     anchor = urlsplit(environment(doc["services"][SERVICE])["CAT_ANCHOR_BASE_URL"])
-    assert anchor.hostname == backend
+    assert anchor.hostname == pool[1], "the service talks to the pool's router"
 
 
-def test_default_profile_is_gpu_and_only_backends_have_profiles():
+def test_default_profile_is_gpu_and_only_the_pools_have_profiles():
     assert default_profiles() == {"gpu"}
     services = load_compose_raw()["services"]
-    assert services["vllm"]["profiles"] == ["gpu"]
-    assert services["judge-cpu"]["profiles"] == ["cpu"]
-    assert all("profiles" not in s for n, s in services.items() if n not in ("vllm", "judge-cpu"))
+    for profile, names in POOLS.items():
+        for name in names:
+            assert services[name]["profiles"] == [profile]
+    pooled = {name for names in POOLS.values() for name in names}
+    assert all("profiles" not in s for n, s in services.items() if n not in pooled)
     # docker/.env must be committed although the root .gitignore ignores every .env.
     assert "!.env" in (DOCKER / ".gitignore").read_text().split()
 
@@ -265,7 +274,7 @@ def test_the_cpu_variant_points_at_the_cpu_judge():
     assert judge["build"]["dockerfile"] == "docker/judge-cpu.Dockerfile"
     env = environment(doc["services"][SERVICE])
     anchor = urlsplit(env["CAT_ANCHOR_BASE_URL"])
-    assert (anchor.hostname, str(anchor.port)) == ("judge-cpu", option(image_command(JUDGE_DOCKERFILE), "--port"))
+    assert (anchor.hostname, str(anchor.port)) == ("router-cpu", option(image_command(ROUTER_DOCKERFILE), "--port"))
     assert env["CAT_ANCHOR_MODEL"] == local_judge.SERVED_MODEL
     # The documented one-liner is in the header of the compose file and in docker/README.md.
     one_liner = " ".join(f"{k}={v}" for k, v in CPU_ENV.items()) + " docker compose -f docker/compose.yaml --profile cpu up"
@@ -319,7 +328,8 @@ def test_images_are_pinned_and_builds_use_the_dockerfiles():
 def test_dockerfile_healthchecks_match_the_compose_healthchecks():
     """The compose healthchecks repeat the images' own, so they must not drift apart."""
     services = load_compose()["services"]
-    for name, dockerfile in ((SERVICE, SERVICE_DOCKERFILE), ("judge-cpu", JUDGE_DOCKERFILE)):
+    for name, dockerfile in ((SERVICE, SERVICE_DOCKERFILE), ("judge-cpu", JUDGE_DOCKERFILE),
+                             ("router", ROUTER_DOCKERFILE), ("router-cpu", ROUTER_DOCKERFILE)):
         (healthcheck,) = stages(dockerfile)[-1].all("HEALTHCHECK")
         assert ["CMD", *exec_form(healthcheck)] == services[name]["healthcheck"]["test"], name
 
@@ -348,8 +358,8 @@ def test_docker_compose_config_accepts_the_file(profile_args):
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    backend = "judge-cpu" if profile_args else "vllm"
-    assert set(result.stdout.split()) == {"redis", "postgres", SERVICE, "nginx", backend}
+    pool = POOLS["cpu" if profile_args else "gpu"]
+    assert set(result.stdout.split()) == {"redis", "postgres", SERVICE, "nginx", *pool}
 
 
 def test_interpolation_helper_follows_compose_rules():
@@ -362,3 +372,92 @@ def test_interpolation_helper_follows_compose_rules():
     assert interpolate("$$SET ${SET:+alt}", env) == "$SET alt"
     with pytest.raises(ValueError):
         interpolate("${UNSET:?needed}", env)
+
+
+# --- the judge pools ---------------------------------------------------------------------------
+
+
+def _worker_urls(router: dict) -> list[str]:
+    words = router["command"].split() if isinstance(router["command"], str) else router["command"]
+    start = words.index("--worker-urls") + 1
+    end = next((i for i in range(start, len(words)) if words[i].startswith("--")), len(words))
+    return words[start:end]
+
+
+@pytest.mark.parametrize("profile", ["gpu", "cpu"])
+@pytest.mark.parametrize("judges", [None, 4])
+def test_the_router_names_every_judge_replica(profile, judges):
+    """CAT_JUDGES replicas of the pool's judge; the router lists each by its container name
+    (<project>-<service>-<n>, stable across restarts) on the port the judge serves."""
+    judge, router = POOLS[profile]
+    env = dict(CPU_ENV) if profile == "cpu" else {}
+    if judges:
+        port = "8001" if profile == "cpu" else "8000"
+        urls = " ".join(f"http://cat-reward-{judge}-{k}:{port}" for k in range(1, judges + 1))
+        env.update({"CAT_JUDGES": str(judges), "CAT_JUDGE_URLS" if profile == "gpu" else "CAT_JUDGE_URLS_CPU": urls})
+    doc = load_compose(env)
+    replicas = int(doc["services"][judge]["deploy"]["replicas"])
+    assert replicas == (judges or 1)
+    urls = _worker_urls(doc["services"][router])
+    judge_port = option(doc["services"]["vllm"]["command"], "--port") if profile == "gpu" else option(image_command(JUDGE_DOCKERFILE), "--port")
+    assert urls == [f"http://{doc['name']}-{judge}-{k}:{judge_port}" for k in range(1, replicas + 1)]
+    assert "container_name" not in doc["services"][judge], "replicas cannot share a container name"
+    words = doc["services"][router]["command"].split()
+    assert option(words, "--policy") == "sticky_least_loaded"  # the measured choice (docs/router.md)
+    assert option(load_compose({**env, "CAT_ROUTER_POLICY": "consistent_hash"})["services"][router]["command"].split(),
+                  "--policy") == "consistent_hash"
+    assert doc["services"][router]["build"]["dockerfile"] == "docker/router.Dockerfile"
+
+
+def _claim_script() -> str:
+    entry = load_compose()["services"]["vllm"]["entrypoint"]
+    assert entry[:2] == ["/bin/sh", "-c"]
+    return entry[2]
+
+
+@pytest.mark.skipif(shutil.which("flock") is None, reason="flock (util-linux) is not installed")
+def test_each_gpu_judge_replica_claims_a_gpu_of_its_own(tmp_path):
+    """The vllm entrypoint, run here with a stand-in `python3`: two replicas of a pool of two get
+    GPUs 0 and 1, a third finds none and says so; a GPU is free again once its server exits."""
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python3"
+    fake.write_text('#!/bin/sh\necho "gpu=$CUDA_VISIBLE_DEVICES args=$*" > "$OUT"\nexec sleep "$HOLD"\n')
+    fake.chmod(0o755)
+    script = _claim_script().replace("/gpu-claims/", f"{claims}/")
+    assert script != _claim_script()
+
+    def start(name: str, hold: str = "30") -> subprocess.Popen:
+        env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CAT_JUDGES": "2", "OUT": str(tmp_path / name), "HOLD": hold}
+        with open(tmp_path / f"{name}.err", "wb") as err:
+            return subprocess.Popen(["/bin/sh", "-c", script, "vllm-judge", "--model", "m", "--port", "8000"], env=env,
+                                    stderr=err)
+
+    def wait_for(path: Path) -> str:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if path.exists() and path.read_text():
+                return path.read_text().strip()
+            time.sleep(0.05)
+        raise AssertionError(f"{path} never written")
+
+    first = start("a")
+    try:
+        assert wait_for(tmp_path / "a") == "gpu=0 args=-m vllm.entrypoints.openai.api_server --model m --port 8000"
+        second = start("b")
+        try:
+            assert wait_for(tmp_path / "b").startswith("gpu=1 ")
+            third = start("c")
+            assert third.wait(timeout=10) == 1
+            assert "no free GPU among 2" in (tmp_path / "c.err").read_text()
+        finally:
+            second.kill()
+            second.wait(timeout=10)
+        again = start("d", hold="0")  # GPU 1's server died: its lock went with it
+        assert again.wait(timeout=10) == 0
+        assert wait_for(tmp_path / "d").startswith("gpu=1 ")
+    finally:
+        first.kill()
+        first.wait(timeout=10)
