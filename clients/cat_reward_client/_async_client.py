@@ -102,14 +102,20 @@ class AsyncCatRewardClient:
         idempotency_key: str | None = None,
         *,
         metadata: Mapping[str, Any] | None = None,
+        rubric: Iterable[Mapping[str, Any]] | None = None,
+        token_logprobs: Iterable[Iterable[float]] | None = None,
     ) -> RewardResult:
         """POST /rewards: score one group of rollouts of ``prompt``.
 
         ``idempotency_key`` defaults to the SHA-256 of the request body; every retry of
         this call sends the same key. ``metadata`` (run_id, step, group_id, tags) is sent
-        as is, for services that keep an audit history.
+        as is, for services that keep an audit history. ``rubric`` (items with ``criterion``,
+        optional ``points`` and ``tags``) has every rollout judged on the caller's rubric;
+        ``token_logprobs`` gives one list of token log-probabilities per rollout.
         """
-        return await self._send(self._core.rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata))
+        return await self._send(
+            self._core.rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata, rubric, token_logprobs)
+        )
 
     async def rewards_batch(
         self, groups: Iterable[RewardGroup | Mapping[str, Any]], idempotency_key: str | None = None

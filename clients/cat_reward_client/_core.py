@@ -62,7 +62,7 @@ T = TypeVar("T")
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_IDEMPOTENCY_KEY_CHARS = 200  # the server's limit on the header
-_GROUP_KEYS = ("prompt", "rollouts", "mode", "reference", "options", "metadata")
+_GROUP_KEYS = ("prompt", "rollouts", "mode", "reference", "options", "metadata", "rubric", "token_logprobs")
 _SAMPLE_GROUP_KEYS = ("size", "id", "step", "min_size", "deadline_s")
 _MAX_ERROR_TEXT = 500
 
@@ -135,8 +135,13 @@ def group_payload(
     reference: str | None = None,
     options: Mapping[str, Any] | None = None,
     metadata: Mapping[str, Any] | None = None,
+    rubric: Iterable[Mapping[str, Any]] | None = None,
+    token_logprobs: Iterable[Iterable[float]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON of one group (POST /rewards body, or one item of ``groups``). Fields left ``None`` are omitted."""
+    """The JSON of one group (POST /rewards body, or one item of ``groups``). Fields left ``None`` are omitted.
+
+    ``rubric`` is the caller's rubric (items with ``criterion``, optional ``points`` and ``tags``);
+    ``token_logprobs`` one list of token log-probabilities per rollout."""
     if isinstance(rollouts, (str, bytes)) or not isinstance(rollouts, Iterable):
         raise TypeError("rollouts must be a sequence of strings (one per rollout), not a single string")
     rollouts = list(rollouts)
@@ -154,6 +159,19 @@ def group_payload(
         cleaned = _drop_none(options)
         if cleaned:
             body["options"] = cleaned
+    if rubric is not None:
+        if isinstance(rubric, (str, bytes, Mapping)) or not isinstance(rubric, Iterable):
+            raise TypeError("rubric must be a sequence of {'criterion', 'points'?, 'tags'?} mappings")
+        items = []
+        for i, item in enumerate(rubric):
+            if not isinstance(item, Mapping):
+                raise TypeError(f"rubric[{i}] must be a mapping with 'criterion'")
+            items.append(_drop_none(item))
+        body["rubric"] = items
+    if token_logprobs is not None:
+        if isinstance(token_logprobs, (str, bytes, Mapping)) or not isinstance(token_logprobs, Iterable):
+            raise TypeError("token_logprobs must be a sequence (one per rollout) of sequences of floats")
+        body["token_logprobs"] = [[float(lp) for lp in per_rollout] for per_rollout in token_logprobs]
     if metadata is not None:
         if not isinstance(metadata, Mapping):
             raise TypeError("metadata must be a mapping (run_id, step, group_id, tags)")
@@ -165,7 +183,9 @@ def group_payload(
 
 def _group_from(item: Any) -> dict[str, Any]:
     if isinstance(item, RewardGroup):
-        return group_payload(item.prompt, item.rollouts, item.mode, item.reference, item.options, item.metadata)
+        return group_payload(
+            item.prompt, item.rollouts, item.mode, item.reference, item.options, item.metadata, item.rubric, item.token_logprobs
+        )
     if isinstance(item, Mapping):
         unknown = sorted(set(item) - set(_GROUP_KEYS))
         if unknown:
@@ -274,8 +294,10 @@ class ClientCore:
         options: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        rubric: Iterable[Mapping[str, Any]] | None = None,
+        token_logprobs: Iterable[Iterable[float]] | None = None,
     ) -> RequestSpec[RewardResult]:
-        payload = group_payload(prompt, rollouts, mode, reference, options, metadata)
+        payload = group_payload(prompt, rollouts, mode, reference, options, metadata, rubric, token_logprobs)
         return self._post("/rewards", payload, RewardResult.from_json, idempotency_key)
 
     def rewards_batch(self, groups: Iterable[Any], idempotency_key: str | None = None) -> RequestSpec[BatchResult]:

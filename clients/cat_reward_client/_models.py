@@ -66,6 +66,8 @@ class RewardGroup:
     reference: str | None = None
     options: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] | None = None
+    rubric: Sequence[Mapping[str, Any]] | None = None
+    token_logprobs: Sequence[Sequence[float]] | None = None
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,23 @@ def test_metadata_is_sent_when_given():
     assert [g.get("metadata") for g in json.loads(batch.body)["groups"]] == [{"step": 1}, None]
 
 
+def test_rubric_and_token_logprobs_are_sent_when_given():
+    spec = core().rewards(
+        "p", ["a", "b"], rubric=[{"criterion": "Says 42", "points": 2, "tags": None}], token_logprobs=[[-0.5], [-1, -2]]
+    )
+    body = json.loads(spec.body)
+    assert body["rubric"] == [{"criterion": "Says 42", "points": 2}]
+    assert body["token_logprobs"] == [[-0.5], [-1.0, -2.0]]
+    assert "rubric" not in json.loads(core().rewards("p", ["a"]).body)
+    batch = core().rewards_batch([RewardGroup("p", ["a"], rubric=[{"criterion": "c"}]), {"prompt": "q", "rollouts": ["b"], "token_logprobs": [[-1]]}])
+    groups = json.loads(batch.body)["groups"]
+    assert groups[0]["rubric"] == [{"criterion": "c"}] and groups[1]["token_logprobs"] == [[-1.0]]
+    with pytest.raises(TypeError, match="rubric"):
+        core().rewards("p", ["a"], rubric="one criterion")
+    with pytest.raises(TypeError, match="rubric\\[0\\]"):
+        core().rewards("p", ["a"], rubric=["one criterion"])
+
+
 @pytest.mark.parametrize("key", ["", "has space", "caf\u00e9", "x" * 201])
 def test_bad_idempotency_keys_are_refused(key):
     with pytest.raises(ValueError):
