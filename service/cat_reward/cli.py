@@ -6,6 +6,8 @@
     cat-reward hash-key KEY SCOPES    print a CAT_API_KEYS_FILE line (sha256 of the key)
     cat-reward openapi [PATH]         write the OpenAPI document
     cat-reward eval --data SRC        single sample vs majority vs synthesis on your data (see --help)
+    cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet, hf:), resumably
+    cat-reward select OUT -o SFT      pick rollouts from a score output (--keep-top K, --min-reward X)
 """
 
 from __future__ import annotations
@@ -178,6 +180,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return eval_main(args)
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from .offline.command import score_main
+
+    return score_main(args)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from .offline.command import select_main
+
+    return select_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cat-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +246,27 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     evaluate.set_defaults(func=cmd_eval)
+
+    from .offline.command import add_score_arguments, add_select_arguments
+
+    score = sub.add_parser(
+        "score",
+        help="score a file of groups (JSONL, Parquet, hf:NAME), resumably, in process or through --url",
+        description="Score every group of a file (one POST /rewards body per row) and write one JSON line per group "
+        "to OUT: id, rewards, flags, rubric id. Rerun with the same OUT to resume: groups already in OUT are "
+        "skipped. Failed groups and bad rows go to OUT.failures.jsonl; the exit code is 1 when there are any.",
+    )
+    add_score_arguments(score)
+    score.set_defaults(func=cmd_score)
+
+    select = sub.add_parser(
+        "select",
+        help="pick rollouts from a score output as SFT data (--keep-top K per prompt, --min-reward X)",
+        description="Read an output of cat-reward score and write the selected rollouts (prompt, completion, reward) "
+        "as JSONL. No judge call: rerun with another threshold at no cost.",
+    )
+    add_select_arguments(select)
+    select.set_defaults(func=cmd_select)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
         description="`cat-reward eval`: bearer key for the policy endpoint (--policy-url); default: the anchor's "
         "key when the anchor plays the policy.",
     )
+    score_api_key: SecretStr | None = Field(
+        default=None,
+        description="`cat-reward score --url`: bearer key sent to the service (a key with the rewards scope).",
+    )
     anchor_backend: Literal["auto", "vllm", "openai", "generic"] = Field(
         default="auto", description="Anchor backend kind: its capabilities (JSON schema, choice forcing, logprobs)."
     )

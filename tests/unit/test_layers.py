@@ -23,9 +23,12 @@ PACKAGE = ROOT / "service" / "cat_reward"
 
 # Entry points that assemble the whole application (the command line, the eval command's run,
 # which builds the services in process); they sit above every layer.
-COMPOSITION_ROOTS = {"cat_reward.cli", "cat_reward.wiring", "cat_reward.evaluation.runner", "cat_reward.evaluation.command"}
+COMPOSITION_ROOTS = {
+    "cat_reward.cli", "cat_reward.wiring", "cat_reward.evaluation.runner", "cat_reward.evaluation.command",
+    "cat_reward.offline.scorers",  # cat-reward score: builds the services, reads rows as POST /rewards bodies
+}
 ADAPTERS = ("backends", "cache", "storage", "assembly", "local_judge")
-SERVICE_LAYER = ("rewarding", "audit", "admission", "evaluation")
+SERVICE_LAYER = ("rewarding", "audit", "admission", "evaluation", "offline")
 ENGINE_FORBIDDEN_LIBRARIES = (
     "fastapi", "starlette", "pydantic", "pydantic_settings", "redis", "sqlalchemy", "asyncpg", "alembic",
     "httpx", "aiohttp", "prometheus_client", "uvicorn",
