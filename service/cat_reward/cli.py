@@ -6,7 +6,7 @@
     cat-reward hash-key KEY SCOPES    print a CAT_API_KEYS_FILE line (sha256 of the key)
     cat-reward openapi [PATH]         write the OpenAPI document
     cat-reward eval --data SRC        single sample vs majority vs synthesis on your data (see --help)
-    cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet, hf:), resumably
+    cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet), resumably
     cat-reward select OUT -o SFT      pick rollouts from a score output (--keep-top K, --min-reward X)
 """
 
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     score = sub.add_parser(
         "score",
-        help="score a file of groups (JSONL, Parquet, hf:NAME), resumably, in process or through --url",
+        help="score a file of groups (JSONL, Parquet), resumably, in process or through --url",
         description="Score every group of a file (one POST /rewards body per row) and write one JSON line per group "
         "to OUT: id, rewards, flags, rubric id. Rerun with the same OUT to resume: groups already in OUT are "
         "skipped. Failed groups and bad rows go to OUT.failures.jsonl; the exit code is 1 when there are any.",

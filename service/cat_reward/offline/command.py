@@ -22,7 +22,7 @@ def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="a JSONL or Parquet file (one group per row), or hf:NAME[:SPLIT] with datasets installed")
+    parser.add_argument("input", help="a JSONL or Parquet file, one group per row")
     parser.add_argument("-o", "--out", required=True, help="output JSONL; rerun with the same OUT to resume")
     parser.add_argument("--failures", default=None, help="failures file (default OUT.failures.jsonl)")
     parser.add_argument("--url", default=None, help="score through a running service (key: CAT_SCORE_API_KEY); default: in process")
@@ -83,7 +83,7 @@ def score_main(args: argparse.Namespace, *, roles=None, checker=None, transport=
     except ValidationError as exc:
         return _fail("score", f"invalid CAT_* settings: {exc}")
     out = Path(args.out)
-    if not args.input.startswith("hf:") and Path(args.input).resolve() == out.resolve():
+    if Path(args.input).resolve() == out.resolve():
         return _fail("score", "the output must not be the input")
     try:
         source = open_source(args.input)

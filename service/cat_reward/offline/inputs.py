@@ -1,9 +1,8 @@
 """Rows of a ``cat-reward score`` input, one group per row, as request bodies.
 
 Sources:
-    PATH.jsonl (any other suffix but .parquet is read as JSONL)   one JSON object per line
-    PATH.parquet                                                   one group per row (pyarrow)
-    hf:NAME[:SPLIT]                                                ``datasets.load_dataset(NAME, split=SPLIT)``
+    PATH.parquet    one group per row (pyarrow)
+    any other PATH  JSONL: one JSON object per line
 
 A row's fields are mapped to the body of ``POST /rewards`` by a ``FieldMap`` (``--prompt-field``
 and the like); fields the map does not name are ignored, so a dataset's extra columns may stay.
@@ -102,9 +101,7 @@ def _table_rows(batches: Iterator[list[dict]]) -> Iterator[Row]:
 
 
 def open_source(spec: str) -> Source:
-    """The rows of ``spec`` (a path, or ``hf:NAME[:SPLIT]``). Raises ``InputError``."""
-    if spec.startswith("hf:"):
-        return _hf_source(spec)
+    """The rows of the file ``spec``. Raises ``InputError``."""
     path = Path(spec)
     if not path.is_file():
         raise InputError(f"input {spec!r} is not a file")
@@ -120,26 +117,6 @@ def open_source(spec: str) -> Source:
         batches = (batch.to_pylist() for batch in parquet.iter_batches(batch_size=1024))
         return Source(spec, parquet.metadata.num_rows, _table_rows(batches))
     return Source(spec, _count_jsonl(path), _jsonl_rows(path))
-
-
-def _hf_source(spec: str) -> Source:
-    """``hf:NAME[:SPLIT]`` (split ``train`` by default): any name ``datasets.load_dataset`` takes,
-    a hub dataset or a local folder of data files."""
-    name, _, split = spec[3:].partition(":")
-    if not name:
-        raise InputError("hf: needs a dataset name, e.g. hf:my-org/my-groups:test")
-    try:
-        import datasets  # type: ignore[import-not-found]
-    except ImportError:
-        raise InputError(f"{spec} needs the 'datasets' library: pip install 'cat-reward[hf]'") from None
-    try:
-        rows = datasets.load_dataset(name, split=split or "train")
-    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
-        raise InputError(f"cannot load {spec}: {type(exc).__name__}: {exc}") from None
-    batches = (rows[i : i + 1024] for i in range(0, len(rows), 1024))
-    # A slice of a Dataset is a dict of columns; turn each into rows.
-    as_rows = ([dict(zip(batch, values)) for values in zip(*batch.values())] for batch in batches)
-    return Source(spec, len(rows), _table_rows(as_rows))
 
 
 def body_of(record: dict, fields: FieldMap, defaults: dict[str, Any] | None = None) -> tuple[str | None, dict]:
