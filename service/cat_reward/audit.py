@@ -9,26 +9,42 @@ service layer, means the service never needs the HTTP layer's models to write it
 
 from __future__ import annotations
 
-from .engine.types import Criterion, Diagnostics, GroupOutcome, RolloutOutcome
+from .engine.types import Criterion, Diagnostics, GroupOutcome, RolloutOutcome, Verdict
 
 
 def criterion_document(c: Criterion) -> dict:
-    return {"id": c.id, "text": c.text, "weight": c.weight, "source": c.source, "tags": list(c.tags)}
+    document = {"id": c.id, "text": c.text, "weight": c.weight, "source": c.source, "tags": list(c.tags)}
+    if c.importance is not None:
+        document["importance"] = c.importance
+    return document
+
+
+def verdict_document(v: Verdict) -> dict:
+    document = dict(v.__dict__)
+    if v.members:
+        document["members"] = [dict(m.__dict__) for m in v.members]
+    else:  # a single judge: the verdict as it always was
+        del document["members"]
+        del document["spread"]
+    return document
 
 
 def rollout_documents(rollouts: list[RolloutOutcome]) -> list[dict]:
-    return [
-        {
+    documents = []
+    for r in rollouts:
+        document = {
             "index": r.index,
             "reward": r.reward,
-            "verdicts": [dict(v.__dict__) for v in r.verdicts],
+            "verdicts": [verdict_document(v) for v in r.verdicts],
             "extracted_answer": r.extracted_answer,
             "extractor": r.extractor,
             "flags": list(r.flags),
             "error": r.error,
         }
-        for r in rollouts
-    ]
+        if r.length is not None:
+            document["length"] = dict(r.length)
+        documents.append(document)
+    return documents
 
 
 def diagnostics_document(d: Diagnostics) -> dict:
@@ -70,6 +86,7 @@ def result_document(outcome: GroupOutcome, *, record_id: str, prompt_hash: str) 
             "details": rollout_documents(supplied.rollouts),
             "diagnostics": diagnostics_document(supplied.diagnostics),
         },
+        "scoring": outcome.scoring,
         "provenance": {
             "anchor_model": outcome.anchor_model,
             "judge_model": outcome.judge_model,

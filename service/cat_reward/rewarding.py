@@ -25,7 +25,17 @@ from .engine.concurrency import gather_bounded
 from .engine.errors import CatError, InvalidGroup, LLMUnavailable
 from .engine.injection import injection_flags
 from .engine.pipeline import CaTPipeline
-from .engine.types import Group, GroupOptions, GroupOutcome, Sampling, group_from_json, group_to_json
+from .engine.types import (
+    EnsembleMember,
+    Group,
+    GroupOptions,
+    GroupOutcome,
+    ImportanceWeights,
+    LengthPenalty,
+    Sampling,
+    group_from_json,
+    group_to_json,
+)
 from .metrics import (
     DISCRIMINATING_CRITERIA,
     GROUPS_SCORED,
@@ -93,6 +103,16 @@ def default_options(settings: Settings) -> GroupOptions:
         verdict_concurrency=settings.verdict_concurrency,
         use_cache=settings.cache_enabled,
         reuse_rubric=settings.reuse_rubric,
+        rubric_prompt=settings.rubric_prompt,
+        aggregation=settings.aggregation,
+        weights=ImportanceWeights(**settings.importance_weights),
+        essential_factor=settings.essential_factor,
+        length_penalty=LengthPenalty(
+            settings.length_penalty_max_tokens, settings.length_penalty, settings.length_penalty_tokenizer
+        )
+        if settings.length_penalty_max_tokens
+        else None,
+        ensemble=tuple(EnsembleMember(*m.split("/", 1)) for m in settings.verdict_ensemble),
     )
 
 

@@ -95,6 +95,45 @@ class Settings(BaseSettings):
     answer_extractors: UrlList = Field(
         default=["boxed", "answer_is"], description="Final-answer extractors, tried in order (boxed, answer_is, last_number)."
     )
+    rubric_prompt: Literal["standard", "weighted"] = Field(
+        default="standard",
+        description="Self-proposed rubric prompt: standard (the paper's binary criteria) or weighted (each criterion "
+        "with an importance, essential / important / optional, and pitfalls).",
+    )
+    aggregation: Literal["fraction", "weighted", "all_essential", "soft"] = Field(
+        default="fraction",
+        description="How verdicts become a reward: fraction (the paper's rule), weighted (importance weights minus "
+        "pitfalls), all_essential (1 if every essential criterion is met, else weighted x CAT_ESSENTIAL_FACTOR), "
+        "soft (mean P(yes)).",
+    )
+    importance_weights: dict[str, float] = Field(
+        default={"essential": 1.0, "important": 0.6, "optional": 0.3, "pitfall": 0.6},
+        description='The importance -> weight map of weighted rubrics, as JSON (keys essential, important, optional, '
+        'pitfall; numbers >= 0; a met pitfall subtracts its weight). Missing keys keep their defaults.',
+    )
+    essential_factor: float = Field(
+        default=0.5, ge=0, le=1, description="all_essential: the weighted reward is multiplied by this when an essential criterion is missed."
+    )
+    length_penalty_max_tokens: int = Field(
+        default=0, ge=0, description="Length control: rollouts longer than this many tokens lose CAT_LENGTH_PENALTY; 0: off."
+    )
+    length_penalty: float = Field(default=1.0, ge=0, description="Length control: subtracted from an over-long rollout's reward.")
+    length_penalty_tokenizer: str | None = Field(
+        default=None,
+        description="Length control: the policy's tokenizer (a Hugging Face name or local path; needs the `tokenizers` "
+        "extra). Unset: the judge's /tokenize.",
+    )
+    extra_judges: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='Further judges for verdict ensembles, as JSON: {"name": {"base_url": "...", "model": "...", '
+        '"api_key": "...", "backend": "vllm"}}; base_url may list endpoints comma-separated; model, api_key and '
+        "backend default to the judge's.",
+    )
+    verdict_ensemble: UrlList = Field(
+        default=[],
+        description="Default verdict ensemble, comma-separated JUDGE/PROMPT members (e.g. "
+        "judge/verdict,judge/verdict_p1,second/verdict); empty: the judge alone with the standard prompt.",
+    )
     verify_workers: int = Field(default=2, ge=1, description="math-verify worker processes.")
     verify_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of one answer check, seconds.")
 
@@ -248,7 +287,41 @@ class Settings(BaseSettings):
         default=False, description="Log the messages sent to the LLMs (prompts, rollouts) at DEBUG. Off: no text in logs."
     )
 
-    @field_validator("anchor_base_url", "judge_base_url", "answer_extractors", "openrlhf_strip_tokens", mode="before")
+    @field_validator("importance_weights")
+    @classmethod
+    def _importance_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        merged = {"essential": 1.0, "important": 0.6, "optional": 0.3, "pitfall": 0.6}
+        for key, weight in value.items():
+            if key not in merged:
+                raise ValueError(f"unknown importance {key!r}; keys: essential, important, optional, pitfall")
+            if not (weight >= 0) or weight == float("inf"):
+                raise ValueError(f"the weight of {key!r} must be a finite number >= 0")
+            merged[key] = float(weight)
+        return merged
+
+    @field_validator("extra_judges")
+    @classmethod
+    def _extra_judges(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, spec in value.items():
+            if name == "judge" or "/" in name or not name:
+                raise ValueError(f"extra judge name {name!r}: not empty, not 'judge', no '/'")
+            unknown = set(spec) - {"base_url", "model", "api_key", "backend"}
+            if unknown or "base_url" not in spec:
+                raise ValueError(f"extra judge {name!r}: needs base_url; allowed keys base_url, model, api_key, backend")
+            if spec.get("backend", "auto") not in ("auto", "vllm", "openai", "generic"):
+                raise ValueError(f"extra judge {name!r}: backend is one of auto, vllm, openai, generic")
+        return value
+
+    @field_validator("verdict_ensemble")
+    @classmethod
+    def _ensemble(cls, value: list[str]) -> list[str]:
+        for member in value:
+            judge, _, prompt = member.partition("/")
+            if not judge or not prompt:
+                raise ValueError(f"ensemble member {member!r}: write JUDGE/PROMPT, e.g. judge/verdict_p1")
+        return value
+
+    @field_validator("anchor_base_url", "judge_base_url", "answer_extractors", "openrlhf_strip_tokens", "verdict_ensemble", mode="before")
     @classmethod
     def _csv(cls, value):
         return _split_csv(value)
@@ -268,6 +341,10 @@ class Settings(BaseSettings):
     def _criteria_range(self):
         if self.min_criteria > self.max_criteria:
             raise ValueError("CAT_MIN_CRITERIA must not exceed CAT_MAX_CRITERIA")
+        for member in self.verdict_ensemble:
+            judge = member.partition("/")[0]
+            if judge != "judge" and judge not in self.extra_judges:
+                raise ValueError(f"CAT_VERDICT_ENSEMBLE names judge {judge!r}, which is not in CAT_EXTRA_JUDGES")
         return self
 
     @property

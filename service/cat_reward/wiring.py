@@ -12,6 +12,7 @@ from .backends.http_pool import PooledHTTP
 from .backends.math_verify_pool import MathVerifyPool
 from .backends.instrumented import InstrumentedLLM
 from .backends.openai_compat import OpenAICompatClient
+from .backends.token_counting import TokenCounting
 from .cache import MemoryCache, RedisCache, ResilientCache, key_namespace
 from .engine.pipeline import CacheTTLs, CaTPipeline
 from .engine.ports import AnswerChecker, Roles
@@ -79,20 +80,36 @@ def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP | Aioht
         **common,
     )
     judge_key = settings.judge_api_key or settings.anchor_api_key
-    judge = OpenAICompatClient(
-        role="judge",
-        model=settings.judge_model_name,
-        base_urls=settings.judge_urls,
-        api_key=judge_key.get_secret_value() if judge_key else None,
-        kind=settings.judge_kind,  # type: ignore[arg-type]
+    judge_key_text = judge_key.get_secret_value() if judge_key else None
+    scoring = dict(
         yes_no_scoring=settings.verdict_batching,
         score_batch_size=settings.verdict_batch_size,
         score_batch_wait_s=settings.verdict_batch_wait_ms / 1000,
         score_max_inflight=settings.verdict_batch_inflight,
         observe_batch=observe_scoring_batch,
+    )
+    judge = OpenAICompatClient(
+        role="judge",
+        model=settings.judge_model_name,
+        base_urls=settings.judge_urls,
+        api_key=judge_key_text,
+        kind=settings.judge_kind,  # type: ignore[arg-type]
+        **scoring,
         **common,
     )
-    return Roles(anchor=anchor, judge=judge)
+    judges = {
+        name: OpenAICompatClient(
+            role="judge",
+            model=spec.get("model") or settings.judge_model_name,
+            base_urls=[u.strip() for u in spec["base_url"].split(",") if u.strip()],
+            api_key=spec.get("api_key") or judge_key_text,
+            kind=spec.get("backend") or settings.judge_kind,  # type: ignore[arg-type]
+            **scoring,
+            **common,
+        )
+        for name, spec in settings.extra_judges.items()
+    }
+    return Roles(anchor=anchor, judge=judge, judges=judges)
 
 
 def build_cache(settings: Settings) -> ResilientCache | None:
@@ -140,9 +157,12 @@ async def open_services(
         http = open_llm_http(settings)
         closers.append(http.aclose)
         roles = build_roles(settings, http)
+    judge = InstrumentedLLM(roles.judge, log_payloads=settings.log_payloads)
     roles = Roles(
         anchor=InstrumentedLLM(roles.anchor, log_payloads=settings.log_payloads),
-        judge=InstrumentedLLM(roles.judge, log_payloads=settings.log_payloads),
+        judge=judge,
+        judges={name: InstrumentedLLM(j, log_payloads=settings.log_payloads) for name, j in roles.judges.items()},
+        tokens=roles.tokens or TokenCounting(judge),
     )
     if checker is None:
         pool = MathVerifyPool(workers=settings.verify_workers, timeout_s=settings.verify_timeout_s)

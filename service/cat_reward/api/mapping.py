@@ -15,7 +15,16 @@ from dataclasses import replace
 from ..admission import Overloaded
 from ..assembly import SampleIn as AssemblySample
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.types import Criterion, Group, GroupOptions, Sampling, ScrlThresholds
+from ..engine.types import (
+    Criterion,
+    EnsembleMember,
+    Group,
+    GroupOptions,
+    ImportanceWeights,
+    LengthPenalty,
+    Sampling,
+    ScrlThresholds,
+)
 from ..rewarding import GroupJob, SampleJob, SampleResult, Scored, group_key
 from .schemas import (
     BatchItem,
@@ -65,6 +74,31 @@ def options_of(request: RewardRequest | SamplesRequest, defaults: GroupOptions, 
     min_criteria = o.num_criteria if o.num_criteria is not None else defaults.min_criteria
     max_criteria = o.max_criteria if o.max_criteria is not None else max(defaults.max_criteria, min_criteria)
     scrl = defaults.scrl
+    weights = defaults.weights
+    if o.weights is not None:
+        weights = replace(weights, **{k: v for k, v in o.weights.model_dump().items() if v is not None})
+    length = defaults.length_penalty
+    if o.length_penalty is not None:
+        lp = o.length_penalty
+        base = length or LengthPenalty(max_tokens=0)
+        max_tokens = lp.max_tokens if lp.max_tokens is not None else base.max_tokens
+        if max_tokens == 0 and lp.max_tokens is None:
+            raise InvalidGroup(
+                "options.length_penalty needs max_tokens (no CAT_LENGTH_PENALTY_MAX_TOKENS is configured)",
+                param=f"{prefix}options.length_penalty.max_tokens",
+            )
+        length = (
+            LengthPenalty(
+                max_tokens=max_tokens,
+                penalty=lp.penalty if lp.penalty is not None else base.penalty,
+                tokenizer=lp.tokenizer if lp.tokenizer is not None else base.tokenizer,
+            )
+            if max_tokens
+            else None
+        )
+    ensemble = defaults.ensemble
+    if o.ensemble is not None:
+        ensemble = tuple(EnsembleMember(judge=m.judge, prompt=m.prompt) for m in o.ensemble)
     return replace(
         defaults,
         aggregator=aggregator,
@@ -86,6 +120,12 @@ def options_of(request: RewardRequest | SamplesRequest, defaults: GroupOptions, 
             margin=o.scrl_margin if o.scrl_margin is not None else scrl.margin,
             negative_share=o.scrl_negative_share if o.scrl_negative_share is not None else scrl.negative_share,
         ),
+        rubric_prompt=o.rubric_prompt or defaults.rubric_prompt,
+        aggregation=o.aggregation or defaults.aggregation,
+        weights=weights,
+        essential_factor=o.essential_factor if o.essential_factor is not None else defaults.essential_factor,
+        length_penalty=length,
+        ensemble=ensemble,
     )
 
 
@@ -97,7 +137,10 @@ def group_of(request: RewardRequest, defaults: GroupOptions, default_mode: str, 
     rubric = None
     if request.rubric:
         rubric = tuple(
-            Criterion(id=f"s{i + 1}", text=item.criterion, weight=item.points, source="caller", tags=tuple(item.tags))
+            Criterion(
+                id=f"s{i + 1}", text=item.criterion, weight=item.points, source="caller", tags=tuple(item.tags),
+                importance=item.importance,
+            )
             for i, item in enumerate(request.rubric)
         )
     logprobs = request.token_logprobs

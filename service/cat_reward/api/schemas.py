@@ -12,6 +12,9 @@ Mode = Literal["rubric", "verifiable", "judge"]
 AggregatorName = Literal["synthesis", "majority", "given", "scrl", "none"]
 RubricSource = Literal["anchor", "supplied", "both"]
 ExtractorName = Literal["boxed", "answer_is", "last_number"]
+Aggregation = Literal["fraction", "weighted", "all_essential", "soft"]
+Importance = Literal["essential", "important", "optional", "pitfall"]
+RubricPrompt = Literal["standard", "weighted"]
 
 
 def _check_prompt(value):
@@ -36,6 +39,46 @@ class SamplingOptions(_Strict):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     max_tokens: int | None = Field(default=None, ge=16, le=32768)
+
+
+class ImportanceWeightsIn(_Strict):
+    """Overrides of the importance -> weight map (CAT_IMPORTANCE_WEIGHTS); each a number >= 0.
+    ``pitfall`` is a magnitude: a met pitfall subtracts it."""
+
+    essential: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    important: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    optional: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    pitfall: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+
+class LengthPenaltyIn(_Strict):
+    """Subtract `penalty` from the reward of a rollout longer than `max_tokens` tokens (after the
+    rubric score). The paper's HealthBench setting: {"max_tokens": 750, "penalty": 1}."""
+
+    max_tokens: int | None = Field(
+        default=None, ge=0, le=10_000_000, description="Longest unpenalised rollout, in tokens; 0 switches a configured penalty off."
+    )
+    penalty: float | None = Field(default=None, ge=0, le=1000, allow_inf_nan=False, description="Subtracted from the reward (1.0).")
+    tokenizer: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="The policy's tokenizer: a Hugging Face tokenizer name or a local path (needs the `tokenizers` "
+        "extra). Default: the judge's /tokenize (vLLM).",
+    )
+
+
+class EnsembleMemberIn(_Strict):
+    """One judge of a verdict ensemble."""
+
+    judge: str = Field(
+        default="judge", min_length=1, max_length=100,
+        description="A configured judge: 'judge' (the main one) or a name from CAT_EXTRA_JUDGES (another endpoint or model).",
+    )
+    prompt: str = Field(
+        default="verdict", min_length=1, max_length=100,
+        description="Verdict prompt variant of the prompt set: 'verdict', or a paraphrase ('verdict_p1', 'verdict_p2').",
+    )
 
 
 class RewardOptions(_Strict):
@@ -78,6 +121,30 @@ class RewardOptions(_Strict):
     reuse_rubric: bool | None = Field(
         default=None, description="Reuse this prompt's rubric from an earlier step within the TTL (default: off, as in the paper)."
     )
+    rubric_prompt: RubricPrompt | None = Field(
+        default=None,
+        description="standard: the paper's binary criteria; weighted: each criterion with an importance (essential, "
+        "important, optional) and pitfalls (criteria that lower the reward when met). Default: CAT_RUBRIC_PROMPT.",
+    )
+    aggregation: Aggregation | None = Field(
+        default=None,
+        description="How verdicts become a reward (rubric mode): fraction (the paper: Σ weight met / Σ positive weight), "
+        "weighted (weights from the importance map, minus met pitfalls, clipped to [0, 1]), all_essential (1 if every "
+        "essential criterion is met and no pitfall, else the weighted reward x essential_factor), soft (fraction with "
+        "P(yes) in place of met). Default: CAT_AGGREGATION.",
+    )
+    weights: ImportanceWeightsIn | None = Field(default=None, description="Overrides of the importance -> weight map.")
+    essential_factor: float | None = Field(
+        default=None, ge=0, le=1, description="all_essential: the factor applied when an essential criterion is missed (0.5)."
+    )
+    length_penalty: LengthPenaltyIn | None = Field(default=None, description="Length control (default: CAT_LENGTH_PENALTY_*; off).")
+    ensemble: list[EnsembleMemberIn] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description="Verdict ensemble (rubric mode): every verdict asked of each member (k endpoints, k models or k "
+        "prompt paraphrases) and their P(yes) averaged. Default: CAT_VERDICT_ENSEMBLE (the judge alone).",
+    )
 
 
 class RequestMetadata(_Strict):
@@ -95,6 +162,11 @@ class RubricItem(_Strict):
     criterion: str = Field(min_length=1, max_length=2000)
     points: float = Field(default=1.0, description="Negative for an undesirable behaviour ('met' = it happened).")
     tags: list[str] = Field(default_factory=list)
+    importance: Importance | None = Field(
+        default=None,
+        description="essential / important / optional / pitfall: used by the weighted and all_essential aggregations "
+        "(a pitfall counts against the reward whatever the sign of its points).",
+    )
 
     @field_validator("points")
     @classmethod
@@ -193,6 +265,7 @@ class CriterionOut(BaseModel):
     weight: float = Field(default=1.0, description="Points; negative for an undesirable behaviour.")
     source: Literal["anchor", "caller"] = Field(default="anchor", description="Who wrote it: the anchor or the caller.")
     tags: list[str] = Field(default_factory=list)
+    importance: Importance | None = Field(default=None, description="Weighted rubrics: the criterion's importance.")
 
 
 class VerdictOut(BaseModel):
@@ -203,6 +276,24 @@ class VerdictOut(BaseModel):
     attempts: int = 1
     error: str | None = None
     cached: bool = Field(default=False, description="Served from the verdict cache.")
+    members: list[MemberVerdictOut] | None = Field(default=None, description="Ensembles: each member's verdict.")
+    spread: float | None = Field(default=None, description="Ensembles: max - min of the members' P(yes).")
+
+
+class MemberVerdictOut(BaseModel):
+    member: str = Field(description="judge/prompt")
+    met: bool | None
+    p_yes: float | None = None
+    error: str | None = None
+
+
+class LengthOut(BaseModel):
+    tokens: int
+    max_tokens: int
+    over: bool
+    penalty: float = Field(description="Subtracted from this rollout's reward (0 when within the limit).")
+    reward_before_penalty: float | None
+    tokenizer: str = Field(description="What counted the tokens.")
 
 
 class RolloutDetail(BaseModel):
@@ -213,6 +304,7 @@ class RolloutDetail(BaseModel):
     extractor: str | None = None
     flags: list[str] = Field(default_factory=list)
     error: str | None = Field(default=None, description="Why the reward is null, when it is.")
+    length: LengthOut | None = Field(default=None, description="Length control, when on.")
 
 
 class CriterionSignalOut(BaseModel):
@@ -256,6 +348,27 @@ class SuppliedRubricResult(BaseModel):
     diagnostics: DiagnosticsOut
 
 
+class EnsembleOut(BaseModel):
+    members: list[dict] = Field(description="name, judge, model and prompt of each member.")
+    disagreement: dict[str, dict] = Field(
+        description="Per criterion: mean_spread (mean over rollouts of max - min P(yes)), split_rate (share of "
+        "rollouts on which the members' answers split), judged."
+    )
+
+
+class ScoringOut(BaseModel):
+    """How the rewards were made, as the audit keeps it."""
+
+    aggregation: Aggregation | None = Field(description="null outside rubric mode.")
+    criterion_weights: dict[str, float] | None = Field(default=None, description="The weight each criterion counted with.")
+    supplied_criterion_weights: dict[str, float] | None = None
+    weights: dict[str, float] | None = Field(default=None, description="The importance map (weighted, all_essential).")
+    essential_factor: float | None = None
+    prompts: dict = Field(default_factory=dict, description="Prompt set version and the templates used (rubric, verdict).")
+    ensemble: EnsembleOut | None = None
+    length_penalty: dict | None = Field(default=None, description="max_tokens, penalty, tokenizer, counted_by, penalised.")
+
+
 class Provenance(BaseModel):
     anchor_model: str
     judge_model: str
@@ -283,6 +396,7 @@ class RewardResponse(BaseModel):
     supplied: SuppliedRubricResult | None = Field(
         default=None, description="With rubric_source 'both': the caller's rubric, scored side by side."
     )
+    scoring: ScoringOut | None = Field(default=None, description="How the rewards were made (aggregation, weights, ...).")
     provenance: Provenance
     usage: UsageOut
 

@@ -333,6 +333,27 @@ class OpenAICompatClient:
                 self.role, self.base_urls[index], self._breaker_cooldown_s, self._breaker_failures,
             )
 
+    # -- token counting (length control) -------------------------------------------------
+    async def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens of each text with this model's tokenizer, from vLLM's ``/tokenize`` (no special
+        tokens). ``TokenizerUnavailable`` when the backend is not vLLM (no ``/tokenize``)."""
+        from ..engine.ports import TokenizerUnavailable
+
+        caps = await self.capabilities()
+        if not caps.completions_scoring:  # the vLLM-only endpoints: /tokenize is one of them
+            raise TokenizerUnavailable(
+                f"the {self.role} backend ({caps.kind}) has no /tokenize to count tokens with; "
+                "name a tokenizer in options.length_penalty.tokenizer (or CAT_LENGTH_PENALTY_TOKENIZER)"
+            )
+
+        async def one(text: str) -> int:
+            body = {"model": self.model, "prompt": text, "add_special_tokens": False}
+            data = await self._post("/tokenize", body, root=True)
+            count = data.get("count")
+            return int(count) if count is not None else len(data["tokens"])
+
+        return list(await asyncio.gather(*(one(t) for t in texts)))
+
     # -- single-token yes/no scoring ----------------------------------------------------
     async def yes_no_scoring(self) -> bool:
         """Can verdicts go through ``score_yes_no``? Needs a backend configured or detected as

@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict
 from functools import lru_cache
 
-from .types import Criterion, Group, Reference, Verdict
+from .types import Criterion, Group, GroupOptions, Reference, Verdict
 
 # Options that change what a group's reference/rubric/rewards are (performance knobs are left out).
 _RESULT_OPTIONS = (
@@ -56,15 +56,34 @@ def _fused(group: Group) -> dict:
     return {"fused": True} if getattr(group.options, "fused", False) else {}
 
 
+_DEFAULTS = GroupOptions()
+# Options added later: in a key only when they differ from their default, so the keys of every
+# group that does not use them stay what they were.
+_LATER_RESULT_OPTIONS = ("rubric_prompt", "aggregation", "weights", "essential_factor", "length_penalty", "ensemble")
+
+
+def _later(group: Group, names: tuple[str, ...]) -> dict:
+    full, default = asdict(group.options), asdict(_DEFAULTS)
+    return {name: full[name] for name in names if full[name] != default[name]}
+
+
+def _criterion(c: Criterion) -> dict:
+    data = asdict(c)
+    if data.get("importance") is None:
+        data.pop("importance", None)  # as before importances existed
+    return data
+
+
 def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_version: str) -> str:
     return _digest(
         {
             **_fused(group),
+            **_later(group, _LATER_RESULT_OPTIONS),
             "prompt": group.prompt,
             "rollouts": group.rollouts,
             "mode": group.mode,
             "reference": group.reference,
-            "rubric": [asdict(c) for c in group.rubric] if group.rubric else None,
+            "rubric": [_criterion(c) for c in group.rubric] if group.rubric else None,
             "token_logprobs": group.token_logprobs,
             "options": _options(group, _RESULT_OPTIONS),
             "anchor_model": anchor_model,
@@ -82,6 +101,7 @@ def prompt_rubric_key(group: Group, anchor_model: str, prompt_version: str) -> s
     return "prompt-rubric:" + _digest(
         {
             **_fused(group),
+            **_later(group, ("rubric_prompt",)),
             "prompt": group.prompt,
             "mode": group.mode,
             "options": _options(group, _RUBRIC_OPTIONS),
@@ -129,6 +149,7 @@ def decode_reference(entry: dict) -> tuple[Reference, list[Criterion], dict | No
                 weight=float(c["weight"]),
                 source=c.get("source", "anchor"),
                 tags=tuple(c.get("tags", ())),
+                importance=c.get("importance"),
             )
             for c in entry["rubric"]
         ]

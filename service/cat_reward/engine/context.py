@@ -27,8 +27,9 @@ class GroupContext:
     async def anchor(self, request: ChatRequest) -> ChatResult:
         return await self._call(self.roles.anchor, request)
 
-    async def judge(self, request: ChatRequest) -> ChatResult:
-        return await self._call(self.roles.judge, request)
+    async def judge(self, request: ChatRequest, client=None) -> ChatResult:
+        """``client``: an ensemble member's judge; default the main one."""
+        return await self._call(client or self.roles.judge, request)
 
     async def _call(self, llm, request: ChatRequest) -> ChatResult:
         started = time.perf_counter()
@@ -43,7 +44,14 @@ class GroupContext:
         return result
 
     async def judge_scores(
-        self, prompts: list[str], stage: str, *, temperature: float, seed: int | None, choices: tuple[str, ...]
+        self,
+        prompts: list[str],
+        stage: str,
+        *,
+        temperature: float,
+        seed: int | None,
+        choices: tuple[str, ...],
+        client=None,
     ) -> list[YesNoScore]:
         """Single-token yes/no scores from the judge. A stage's ``calls`` counts the backend
         requests that carried this group's prompts (batches are shared with other groups; their
@@ -51,7 +59,7 @@ class GroupContext:
         started = time.perf_counter()
         usage = self.usage.stage(stage)
         try:
-            scores = await self.roles.judge.score_yes_no(
+            scores = await (client or self.roles.judge).score_yes_no(
                 prompts, stage=stage, temperature=temperature, seed=seed, choices=choices
             )
         except BaseException:

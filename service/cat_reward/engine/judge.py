@@ -79,16 +79,23 @@ def _static(ctx: GroupContext, template: str) -> str:
     return _STATIC[key]
 
 
+def verdict_variants(prompts) -> list[str]:
+    """The verdict prompt variants of a prompt set: ``verdict`` and its paraphrases ``verdict_p1``, ..."""
+    return sorted(name[: -len(".user")] for name in prompts.templates if name.startswith("verdict") and name.endswith(".user"))
+
+
 def verdict_messages(
-    ctx: GroupContext, response: str, criterion: str, *, fenced: str | None = None
+    ctx: GroupContext, response: str, criterion: str, *, fenced: str | None = None, variant: str = "verdict"
 ) -> list[dict[str, str]]:
-    """``fenced``: ``fence(response)`` when the caller already has it (one per rollout, not per criterion)."""
+    """``fenced``: ``fence(response)`` when the caller already has it (one per rollout, not per
+    criterion). ``variant``: a paraphrase of the verdict prompt (``verdict_p1``, ...)."""
     prompts = ctx.prompts
+    system = f"{variant}.system" if f"{variant}.system" in prompts.templates else "verdict.system"
     return [
-        {"role": "system", "content": _static(ctx, "verdict.system")},
+        {"role": "system", "content": _static(ctx, system)},
         {
             "role": "user",
-            "content": prompts.render("verdict.user", response=fence(response) if fenced is None else fenced, criterion=criterion),
+            "content": prompts.render(f"{variant}.user", response=fence(response) if fenced is None else fenced, criterion=criterion),
         },
     ]
 
@@ -112,6 +119,7 @@ async def ask_yes_no(
     *,
     first_attempt: int = 1,
     previous: tuple[str, float | None] | None = None,
+    client=None,
 ) -> Verdict:
     """One verdict, asked up to ``verdict_attempts`` times until it parses. ``first_attempt`` > 1
     continues after attempts made elsewhere (a single-token score); ``previous`` is the last
@@ -129,7 +137,8 @@ async def ask_yes_no(
                 seed=None if ctx.options.seed is None else ctx.options.seed + attempt - 1,
                 choices=YES_NO,
                 top_logprobs=TOP_LOGPROBS,
-            )
+            ),
+            client,
         )
         met = parse_yes_no(last.text)
         if met is not None:
@@ -148,9 +157,9 @@ async def ask_yes_no(
     )
 
 
-async def can_score(ctx: GroupContext) -> bool:
+async def can_score(ctx: GroupContext, client=None) -> bool:
     """Whether the judge offers batched single-token scoring and its backend has it."""
-    check = getattr(ctx.roles.judge, "yes_no_scoring", None)
+    check = getattr(client or ctx.roles.judge, "yes_no_scoring", None)
     return check is not None and await check()
 
 
@@ -160,24 +169,28 @@ def token_verdict(token: str) -> bool | None:
     return None if cls is None else cls == "yes"
 
 
-async def judge_all(ctx: GroupContext, asks: list[tuple[list[dict[str, str]], str]], stage: str) -> list[Verdict]:
+async def judge_all(
+    ctx: GroupContext, asks: list[tuple[list[dict[str, str]], str]], stage: str, client=None
+) -> list[Verdict]:
     """Every (messages, criterion_id) verdict: as single-token scores in shared batches when the
-    judge can, else (or for tokens that are neither yes nor no) one chat call each."""
+    judge can, else (or for tokens that are neither yes nor no) one chat call each. ``client``:
+    an ensemble member's judge; default the main one."""
     opts = ctx.options
     if not asks:
         return []
     scores = None
-    if await can_score(ctx):
+    judge = client or ctx.roles.judge
+    if await can_score(ctx, judge):
         try:
-            prompts = await ctx.roles.judge.render_prompts([messages for messages, _ in asks])
+            prompts = await judge.render_prompts([messages for messages, _ in asks])
             scores = await ctx.judge_scores(
-                prompts, stage, temperature=opts.judge_temperature, seed=opts.seed, choices=YES_NO
+                prompts, stage, temperature=opts.judge_temperature, seed=opts.seed, choices=YES_NO, client=judge
             )
         except ScoringUnavailable:
             scores = None
     if scores is None:
         return await gather_bounded(
-            [ask_yes_no(ctx, messages, cid, stage) for messages, cid in asks], limit=opts.verdict_concurrency
+            [ask_yes_no(ctx, messages, cid, stage, client=judge) for messages, cid in asks], limit=opts.verdict_concurrency
         )
     verdicts: list[Verdict | None] = []
     retry = []
@@ -192,7 +205,7 @@ async def judge_all(ctx: GroupContext, asks: list[tuple[list[dict[str, str]], st
     if retry:
         again = await gather_bounded(
             [
-                ask_yes_no(ctx, asks[i][0], asks[i][1], stage, first_attempt=2, previous=previous)
+                ask_yes_no(ctx, asks[i][0], asks[i][1], stage, first_attempt=2, previous=previous, client=judge)
                 for i, previous in retry
             ],
             limit=opts.verdict_concurrency,

@@ -11,6 +11,7 @@ new LLM call (see ``caching``).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -32,12 +33,27 @@ from .context import GroupContext
 from .diagnostics import diagnose, is_flat
 from .errors import InvalidGroup
 from .fused import fused_reference_and_rubric
-from .judge import equivalence_messages, fence, judge_all, verdict_messages
+from .aggregation import Uncomputable, aggregate, scoring_record
+from .judge import equivalence_messages, fence, judge_all, verdict_messages, verdict_variants
+from .length_penalty import apply_length_penalty, count_rollout_tokens
+from .verdict_ensemble import combine, disagreement
 from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
-from .reward_rules import binary_reward, rubric_reward
+from .reward_rules import binary_reward
 from .self_proposed_rubrics import propose_discriminating_rubric, propose_rubric
-from .types import Criterion, Group, GroupOutcome, Reference, RolloutOutcome, SuppliedRubricOutcome, Verdict
+from .types import (
+    AGGREGATIONS,
+    Criterion,
+    EnsembleMember,
+    Group,
+    GroupOutcome,
+    Reference,
+    RolloutOutcome,
+    SuppliedRubricOutcome,
+    Verdict,
+)
+
+DEFAULT_MEMBER = EnsembleMember()
 
 EQUIVALENCE_ID = "equivalent"
 
@@ -85,11 +101,16 @@ class CaTPipeline:
         if group.mode not in ("rubric", "verifiable", "judge"):
             raise InvalidGroup(f"unknown mode {group.mode!r}", param="mode")
         aggregator = self._aggregator(group)
+        self._check_scoring_options(group)
         ctx = GroupContext(group=group, roles=self.roles, prompts=self.prompts, checker=self.checker)
         cache = self.cache if group.options.use_cache else None
         fingerprint = self.fingerprint(group)
         started = time.perf_counter()
         flags: list[str] = []
+        length = group.options.length_penalty
+        counted = None
+        if length is not None:  # first: a tokenizer that cannot be loaded costs no LLM call
+            counted = await self._timed(ctx, "length", count_rollout_tokens(ctx, length))
 
         reference, rubric = await self._timed(ctx, "reference", self._reference(ctx, aggregator, fingerprint, cache, flags))
         if reference.details.get("truncated"):
@@ -123,6 +144,10 @@ class CaTPipeline:
         else:
             rollouts = await self._timed(ctx, "scoring", self._score_equivalence(ctx, reference, cache))
 
+        if length is not None and counted is not None:
+            apply_length_penalty(rollouts, counted[0], length, counted[1])
+            if supplied is not None:
+                apply_length_penalty(supplied.rollouts, counted[0], length, counted[1])
         diagnostics = diagnose(rollouts, rubric)
         diagnostics.regenerated = regenerated
         if diagnostics.zero_variance:
@@ -143,7 +168,102 @@ class CaTPipeline:
             anchor_model=self.roles.anchor.model,
             judge_model=self.roles.judge.model,
             prompt_version=self.prompts.version,
+            scoring=self._scoring_record(group, rubric, rollouts, reference, counted, supplied),
         )
+
+    def _scoring_record(self, group, rubric, rollouts, reference, counted, supplied) -> dict:
+        """The audit's account of how the rewards were made: aggregation, weights, length penalty,
+        ensemble members and their disagreement, and the prompt templates used."""
+        opts = group.options
+        record: dict = {}
+        if group.mode == "rubric":
+            record.update(scoring_record(rubric, opts))
+            if supplied is not None:
+                record["supplied_criterion_weights"] = scoring_record(supplied.rubric, opts)["criterion_weights"]
+        else:
+            record["aggregation"] = None
+        members = self._members(group)
+        templates: dict = {"set": self.prompts.version}
+        if group.mode == "rubric":
+            anchor_rubric = group.options.rubric_source != "supplied"
+            regenerated = bool((reference.details.get("rubric") or {}).get("regenerated"))
+            templates["rubric"] = (
+                ("fused.user" if opts.fused else rubric_template_name(opts.rubric_prompt)) if anchor_rubric else None
+            )
+            if regenerated:
+                templates["rubric_regenerated"] = "rubric_discriminating.user"
+            templates["verdict"] = [f"{m.prompt}.user" for m in members]
+        elif group.mode == "judge":
+            templates["verdict"] = ["equivalence.user"]
+        record["prompts"] = templates
+        if len(members) > 1 or members[0] != DEFAULT_MEMBER:
+            record["ensemble"] = {
+                "members": [
+                    {"name": m.name, "judge": m.judge, "model": self.roles.named_judge(m.judge).model, "prompt": m.prompt}  # type: ignore[union-attr]
+                    for m in members
+                ],
+                "disagreement": disagreement(rubric, [r.verdicts for r in rollouts]) if group.mode == "rubric" else {},
+            }
+        if opts.length_penalty is not None:
+            lp = opts.length_penalty
+            record["length_penalty"] = {
+                "max_tokens": lp.max_tokens,
+                "penalty": lp.penalty,
+                "tokenizer": lp.tokenizer,
+                "counted_by": counted[1] if counted else None,
+                "penalised": sum(1 for r in rollouts if r.length and r.length["penalty"]),
+            }
+        return record
+
+    @staticmethod
+    def _members(group: Group) -> tuple[EnsembleMember, ...]:
+        return group.options.ensemble or (DEFAULT_MEMBER,)
+
+    def _check_scoring_options(self, group: Group) -> None:
+        """Aggregation, weighted rubrics, length penalty and ensembles: a bad combination is a 422."""
+        opts = group.options
+        if opts.aggregation not in AGGREGATIONS:
+            raise InvalidGroup(
+                f"unknown aggregation {opts.aggregation!r}; one of {', '.join(AGGREGATIONS)}", param="options.aggregation"
+            )
+        if group.mode != "rubric":
+            for name, default in (("aggregation", "fraction"), ("rubric_prompt", "standard")):
+                if getattr(opts, name) != default:
+                    raise InvalidGroup(f"options.{name} applies to mode 'rubric' only", param=f"options.{name}")
+            if opts.ensemble:
+                raise InvalidGroup("options.ensemble applies to mode 'rubric' only", param="options.ensemble")
+        if opts.rubric_prompt not in ("standard", "weighted"):
+            raise InvalidGroup(f"unknown rubric_prompt {opts.rubric_prompt!r}", param="options.rubric_prompt")
+        if opts.rubric_prompt == "weighted" and (opts.fused or opts.rubric_source == "supplied"):
+            raise InvalidGroup(
+                "options.rubric_prompt 'weighted' asks the anchor for a rubric: not with fused or a supplied rubric only",
+                param="options.rubric_prompt",
+            )
+        w = opts.weights
+        for name in ("essential", "important", "optional", "pitfall"):
+            value = getattr(w, name)
+            if not (value >= 0) or value != value or value == float("inf"):
+                raise InvalidGroup(f"options.weights.{name} must be a finite number >= 0, not {value!r}", param=f"options.weights.{name}")
+        if not 0 <= opts.essential_factor <= 1:
+            raise InvalidGroup("options.essential_factor must be within [0, 1]", param="options.essential_factor")
+        variants = verdict_variants(self.prompts)
+        for i, member in enumerate(opts.ensemble):
+            if self.roles.named_judge(member.judge) is None:
+                known = ["judge", *sorted(self.roles.judges)]
+                raise InvalidGroup(
+                    f"unknown judge {member.judge!r}; configured: {', '.join(known)} (CAT_EXTRA_JUDGES)",
+                    param=f"options.ensemble.{i}.judge",
+                )
+            if member.prompt not in variants:
+                raise InvalidGroup(
+                    f"unknown verdict prompt {member.prompt!r}; prompt set {self.prompts.name} has {', '.join(variants)}",
+                    param=f"options.ensemble.{i}.prompt",
+                )
+        if len(set(opts.ensemble)) != len(opts.ensemble):
+            raise InvalidGroup("options.ensemble lists a member twice", param="options.ensemble")
+        lp = opts.length_penalty
+        if lp is not None and (lp.max_tokens < 1 or not lp.penalty >= 0):
+            raise InvalidGroup("options.length_penalty needs max_tokens >= 1 and penalty >= 0", param="options.length_penalty")
 
     @staticmethod
     def _aggregator(group: Group):
@@ -247,14 +367,23 @@ class CaTPipeline:
         return rubric, rollouts
 
     # -- verdicts -----------------------------------------------------------------------------
-    async def _verdicts(self, ctx: GroupContext, asks: list[_Ask], stage: str, cache: Cache | None) -> list[Verdict]:
+    async def _verdicts(
+        self,
+        ctx: GroupContext,
+        asks: list[_Ask],
+        stage: str,
+        cache: Cache | None,
+        member: EnsembleMember = DEFAULT_MEMBER,
+    ) -> list[Verdict]:
         """Every verdict, from the cache where possible; the rest asked together (one batched
-        single-token score each where the judge can, else concurrent chat calls)."""
+        single-token score each where the judge can, else concurrent chat calls). ``member``: the
+        judge and verdict prompt of one ensemble member (default: the main judge, standard prompt)."""
         opts = ctx.options
+        client = self.roles.named_judge(member.judge)
+        assert client is not None  # validated
+        key_stage = stage if member == DEFAULT_MEMBER else f"{stage}@{member.name}"
         keys = [
-            verdict_key(
-                self.roles.judge.model, self.prompts.version, stage, a.subject, a.rollout, opts.judge_temperature, opts.seed
-            )
+            verdict_key(client.model, self.prompts.version, key_stage, a.subject, a.rollout, opts.judge_temperature, opts.seed)
             for a in asks
         ]
         found: list[Verdict | None] = [None] * len(asks)
@@ -266,7 +395,9 @@ class CaTPipeline:
             if hits:
                 ctx.usage.cache_hits["verdict"] = hits
         missing = [i for i, v in enumerate(found) if v is None]
-        asked = await judge_all(ctx, [(asks[i].messages, asks[i].criterion_id) for i in missing], stage)
+        asked = await judge_all(
+            ctx, [(asks[i].messages, asks[i].criterion_id) for i in missing], stage, None if client is self.roles.judge else client
+        )
         for i, verdict in zip(missing, asked):
             found[i] = verdict
         if cache is not None:
@@ -276,21 +407,31 @@ class CaTPipeline:
         return found  # type: ignore[return-value]
 
     async def _score_rubric(self, ctx: GroupContext, rubric: list[Criterion], cache: Cache | None) -> list[RolloutOutcome]:
-        # Rollout-major order: each rollout's criteria are asked back to back, sharing a prefix.
-        asks = [
-            _Ask(verdict_messages(ctx, rollout, c.text, fenced=fenced), c.id, c.text, rollout)
-            for rollout, fenced in zip(ctx.group.rollouts, map(fence, ctx.group.rollouts))
-            for c in rubric
-        ]
-        verdicts = await self._verdicts(ctx, asks, "verdict", cache)
+        members = self._members(ctx.group)
+        fenced = [fence(r) for r in ctx.group.rollouts]
+
+        def asks(member: EnsembleMember) -> list[_Ask]:
+            # Rollout-major order: each rollout's criteria are asked back to back, sharing a prefix.
+            return [
+                _Ask(verdict_messages(ctx, rollout, c.text, fenced=f, variant=member.prompt), c.id, c.text, rollout)
+                for rollout, f in zip(ctx.group.rollouts, fenced)
+                for c in rubric
+            ]
+
+        if len(members) == 1:
+            verdicts = await self._verdicts(ctx, asks(members[0]), "verdict", cache, members[0])
+        else:  # every member at once, each one batched request where its judge can
+            answers = await asyncio.gather(*(self._verdicts(ctx, asks(m), "verdict", cache, m) for m in members))
+            verdicts = [combine(members, same) for same in zip(*answers)]
         n = len(rubric)
         outcomes = []
         for index in range(len(ctx.group.rollouts)):
             mine = verdicts[index * n : (index + 1) * n]
-            reward = rubric_reward(rubric, mine)
-            outcome = RolloutOutcome(index=index, reward=reward, verdicts=mine)
-            if reward is None:
-                outcome.error = "verdict_failed: " + ", ".join(v.criterion_id for v in mine if v.met is None)
+            outcome = RolloutOutcome(index=index, reward=None, verdicts=mine)
+            try:
+                outcome.reward = aggregate(rubric, mine, ctx.options)
+            except Uncomputable as exc:
+                outcome.error = str(exc)
             outcomes.append(outcome)
         return outcomes
 
@@ -363,6 +504,10 @@ class CaTPipeline:
                 )
             )
         return outcomes
+
+
+def rubric_template_name(rubric_prompt: str) -> str:
+    return "rubric_weighted.user" if rubric_prompt == "weighted" else "rubric.user"
 
 
 async def _no_reference(ctx: GroupContext) -> Reference:

@@ -6,7 +6,7 @@ The engine only talks to these Protocols. Adapters live in ``cat_reward.backends
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Stage = Literal["synthesis", "rubric", "fused", "verdict", "equivalence"]
@@ -119,12 +119,33 @@ class AnswerChecker(Protocol):
     async def check(self, reference: str, candidate: str) -> EquivalenceResult: ...
 
 
+class TokenizerUnavailable(Exception):
+    """A tokenizer cannot be loaded or used (its name is in the message)."""
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Counts the tokens of texts: with a named tokenizer (a Hugging Face name or path), or with
+    the judge's own (``tokenizer`` None, e.g. vLLM's ``/tokenize``)."""
+
+    async def count_tokens(self, texts: list[str], tokenizer: str | None) -> tuple[list[int], str]:
+        """The count of each text, and a description of what counted them. Raises
+        ``TokenizerUnavailable``, or an ``LLMError`` when the judge cannot be reached."""
+        ...
+
+
 @dataclass
 class Roles:
-    """The LLM clients a pipeline uses: the frozen anchor and the independent judge."""
+    """The LLM clients a pipeline uses: the frozen anchor and the independent judge, further
+    named judges for verdict ensembles, and a token counter for length control."""
 
     anchor: LLMClient
     judge: LLMClient
+    judges: dict[str, LLMClient] = field(default_factory=dict)  # ensemble members by name ("judge" is the main one)
+    tokens: TokenCounter | None = None
+
+    def named_judge(self, name: str) -> LLMClient | None:
+        return self.judge if name == "judge" else self.judges.get(name)
 
 
 @runtime_checkable

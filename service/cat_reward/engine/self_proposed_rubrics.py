@@ -16,6 +16,7 @@ from .conversation import render_question
 from .errors import RubricGenerationFailed
 from .ports import ChatRequest
 from .types import Criterion, Reference
+from .weighted_rubrics import DEFAULT_IMPORTANCE, MAX_PITFALLS, parse_weighted_criteria, weighted_rubric_schema
 
 MIN_CRITERION_CHARS = 8
 RESAMPLE_TEMPERATURE = 1.0
@@ -98,13 +99,18 @@ def dedupe_criteria(candidates: list[str], existing: list[str] | None = None) ->
     return kept
 
 
+def rubric_template(ctx: GroupContext) -> str:
+    """The rubric prompt's template: ``rubric.user``, or ``rubric_weighted.user`` (importance and pitfalls)."""
+    return "rubric_weighted.user" if ctx.options.rubric_prompt == "weighted" else "rubric.user"
+
+
 def rubric_messages(ctx: GroupContext, reference: Reference) -> list[dict[str, str]]:
     opts, prompts = ctx.options, ctx.prompts
     question = ""
     if opts.include_question:
         question = prompts.render("question.block", question=render_question(ctx.group.prompt)) + "\n\n"
     user = prompts.render(
-        "rubric.user",
+        rubric_template(ctx),
         question=question,
         reference=reference.text,
         min_criteria=str(opts.min_criteria),
@@ -117,20 +123,33 @@ def rubric_messages(ctx: GroupContext, reference: Reference) -> list[dict[str, s
 
 
 async def _collect(
-    ctx: GroupContext, messages: list[dict[str, str]], criteria: list[str] | None = None, max_calls: int | None = None
+    ctx: GroupContext,
+    messages: list[dict[str, str]],
+    criteria: list[str] | None = None,
+    max_calls: int | None = None,
+    *,
+    weighted: bool = False,
 ) -> tuple[list[Criterion], dict]:
     """Ask the anchor (``messages``) until at least ``min_criteria`` distinct criteria exist,
     starting from ``criteria`` already in hand; at most ``max_calls`` calls (default
     ``rubric_attempts``). The first call samples at the rubric temperature, later ones are fresh
-    samples at ``RESAMPLE_TEMPERATURE`` or more."""
+    samples at ``RESAMPLE_TEMPERATURE`` or more. ``weighted``: items carry an importance, and
+    pitfalls (up to ``MAX_PITFALLS``) do not count towards the minimum."""
     opts = ctx.options
     criteria = list(criteria or [])
+    importance: dict[str, str] = {}  # criterion text -> importance (weighted)
+    defaulted = 0
     max_calls = opts.rubric_attempts if max_calls is None else max_calls
     calls = 0
     forced = False
-    while calls < max_calls and len(criteria) < opts.min_criteria:
+
+    def positives() -> int:
+        return sum(importance.get(c) != "pitfall" for c in criteria)
+
+    while calls < max_calls and positives() < opts.min_criteria:
         calls += 1
         temperature = opts.rubric.temperature if calls == 1 else max(opts.rubric.temperature, RESAMPLE_TEMPERATURE)
+        schema = (weighted_rubric_schema if weighted else rubric_schema)(opts.min_criteria, opts.max_criteria)
         result = await ctx.anchor(
             ChatRequest(
                 messages=messages,
@@ -139,21 +158,38 @@ async def _collect(
                 temperature=temperature,
                 top_p=opts.rubric.top_p,
                 seed=None if opts.seed is None else opts.seed + calls - 1,
-                json_schema=rubric_schema(opts.min_criteria, opts.max_criteria),
+                json_schema=schema,
             )
         )
         forced = forced or result.forced
-        criteria += dedupe_criteria(parse_criteria(result.text), existing=criteria)
-    if len(criteria) < opts.min_criteria:
+        if not weighted:
+            criteria += dedupe_criteria(parse_criteria(result.text), existing=criteria)
+            continue
+        for text, level in parse_weighted_criteria(result.text):
+            kept = dedupe_criteria([text], existing=criteria)
+            if not kept:
+                continue
+            if level is None:
+                level, defaulted = DEFAULT_IMPORTANCE, defaulted + 1
+            criteria += kept
+            importance[kept[0]] = level
+    if positives() < opts.min_criteria:
         raise RubricGenerationFailed(
-            f"the anchor proposed {len(criteria)} distinct criteria in {calls} rubric call(s); "
+            f"the anchor proposed {positives()} distinct criteria in {calls} rubric call(s); "
             f"at least {opts.min_criteria} are required"
         )
-    criteria = criteria[: opts.max_criteria]
-    return (
-        [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)],
-        {"attempts": calls, "structured_output": forced},
-    )
+    info: dict = {"attempts": calls, "structured_output": forced}
+    if not weighted:
+        criteria = criteria[: opts.max_criteria]
+        return [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)], info
+    kept_positive = [c for c in criteria if importance[c] != "pitfall"][: opts.max_criteria]
+    kept_pitfalls = [c for c in criteria if importance[c] == "pitfall"][:MAX_PITFALLS]
+    info["importance_defaulted"] = defaulted
+    rubric = [
+        Criterion(id=f"c{i + 1}", text=text, weight=-1.0 if importance[text] == "pitfall" else 1.0, importance=importance[text])  # type: ignore[arg-type]
+        for i, text in enumerate(kept_positive + kept_pitfalls)
+    ]
+    return rubric, info
 
 
 async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[Criterion], dict]:
@@ -164,7 +200,7 @@ async def propose_rubric(ctx: GroupContext, reference: Reference) -> tuple[list[
     anchor, a follow-up turn ("write N more") mostly repeated the first answer, while fresh
     samples added distinct criteria.
     """
-    return await _collect(ctx, rubric_messages(ctx, reference))
+    return await _collect(ctx, rubric_messages(ctx, reference), weighted=ctx.options.rubric_prompt == "weighted")
 
 
 async def propose_discriminating_rubric(

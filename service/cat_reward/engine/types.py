@@ -9,6 +9,11 @@ from typing import Literal, Union, get_args, get_origin, get_type_hints
 Mode = Literal["rubric", "verifiable", "judge"]
 AggregatorName = Literal["synthesis", "majority", "given", "scrl", "none"]
 RubricSource = Literal["anchor", "supplied", "both"]
+Aggregation = Literal["fraction", "weighted", "all_essential", "soft"]
+Importance = Literal["essential", "important", "optional", "pitfall"]
+RubricPrompt = Literal["standard", "weighted"]
+AGGREGATIONS: tuple[str, ...] = ("fraction", "weighted", "all_essential", "soft")
+IMPORTANCES: tuple[str, ...] = ("essential", "important", "optional", "pitfall")
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,45 @@ class ScrlThresholds:
     min_share: float = 0.5
     margin: float = 0.15
     negative_share: float = 0.15
+
+
+@dataclass(frozen=True)
+class ImportanceWeights:
+    """The one map from a criterion's importance to its weight (``weighted`` and ``all_essential``
+    aggregation). ``pitfall`` is a magnitude: a met pitfall subtracts it."""
+
+    essential: float = 1.0
+    important: float = 0.6
+    optional: float = 0.3
+    pitfall: float = 0.6
+
+    def weight(self, importance: str) -> float:
+        value = getattr(self, importance)
+        return -value if importance == "pitfall" else value
+
+
+@dataclass(frozen=True)
+class LengthPenalty:
+    """Subtract ``penalty`` from a rollout's reward when it is longer than ``max_tokens`` tokens,
+    counted with ``tokenizer`` (a Hugging Face tokenizer name or path) or, when None, the judge's
+    ``/tokenize``. The paper's HealthBench runs: max_tokens 750, penalty 1."""
+
+    max_tokens: int
+    penalty: float = 1.0
+    tokenizer: str | None = None
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One judge of a verdict ensemble: a configured judge (``judge`` is the main one) asked with
+    one verdict prompt variant of the prompt set (``verdict``, ``verdict_p1``, ...)."""
+
+    judge: str = "judge"
+    prompt: str = "verdict"
+
+    @property
+    def name(self) -> str:
+        return f"{self.judge}/{self.prompt}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +95,12 @@ class GroupOptions:
     regenerate_flat_rubric: bool = False  # ask once more for discriminating criteria when none discriminates
     fused: bool = False  # reference and rubric in one anchor generation (rubric mode, synthesis aggregator)
     scrl: ScrlThresholds = ScrlThresholds()
+    rubric_prompt: RubricPrompt = "standard"  # weighted: criteria with importance and pitfalls
+    aggregation: Aggregation = "fraction"  # the paper's rule
+    weights: ImportanceWeights = ImportanceWeights()
+    essential_factor: float = 0.5  # all_essential: the weighted fraction times this when an essential is missed
+    length_penalty: LengthPenalty | None = None  # None: off
+    ensemble: tuple[EnsembleMember, ...] = ()  # empty: the judge alone, with the standard verdict prompt
 
 
 @dataclass(frozen=True)
@@ -60,6 +110,11 @@ class Criterion:
     weight: float = 1.0  # HealthBench points; negative for an undesirable behaviour
     source: Literal["anchor", "caller"] = "anchor"
     tags: tuple[str, ...] = ()
+    importance: Importance | None = None  # weighted rubrics: essential / important / optional / pitfall
+
+    @property
+    def pitfall(self) -> bool:
+        return self.importance == "pitfall" or self.weight < 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +141,17 @@ class Verdict:
     attempts: int = 1
     error: str | None = None
     cached: bool = False
+    # Ensembles: each member's verdict, and the spread of their P(yes) (max - min).
+    members: tuple[MemberVerdict, ...] = ()
+    spread: float | None = None
+
+
+@dataclass(frozen=True)
+class MemberVerdict:
+    member: str  # EnsembleMember.name
+    met: bool | None
+    p_yes: float | None = None
+    error: str | None = None
 
 
 @dataclass
@@ -97,6 +163,7 @@ class RolloutOutcome:
     extractor: str | None = None
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    length: dict | None = None  # length penalty: tokens, max_tokens, penalty applied, reward before it
 
 
 @dataclass
@@ -187,6 +254,7 @@ class GroupOutcome:
     judge_model: str
     prompt_version: str
     supplied: SuppliedRubricOutcome | None = None
+    scoring: dict = field(default_factory=dict)  # how the rewards were made: aggregation, weights, ...
 
     @property
     def rewards(self) -> list[float | None]:
