@@ -8,6 +8,7 @@
     cat-reward eval --data SRC        single sample vs majority vs synthesis on your data (see --help)
     cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet), resumably
     cat-reward select OUT -o SFT      pick rollouts from a score output (--keep-top K, --min-reward X)
+    cat-reward loadtest --judges 1,2,4  one training step of groups against simulated GPU judges (see --help)
 """
 
 from __future__ import annotations
@@ -192,6 +193,12 @@ def cmd_select(args: argparse.Namespace) -> int:
     return select_main(args)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from .loadtest.runner import main as loadtest_main
+
+    return loadtest_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cat-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,6 +274,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_select_arguments(select)
     select.set_defaults(func=cmd_select)
+
+    from .loadtest.runner import __doc__ as loadtest_doc, add_arguments as loadtest_arguments
+
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="a training step's groups at once against simulated GPU judges (no router, router, replicas)",
+        description=loadtest_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    loadtest_arguments(loadtest)
+    loadtest.set_defaults(func=cmd_loadtest)
 
     args = parser.parse_args(argv)
     return args.func(args)
