@@ -17,7 +17,7 @@ import time
 from contextlib import asynccontextmanager
 
 from .engine.errors import CatError, InvalidGroup
-from .metrics import ADMISSION_REJECTIONS, GROUPS_ACTIVE, GROUPS_QUEUED
+from .metrics import ADMISSION_REJECTIONS, GROUPS_ACTIVE, GROUPS_QUEUED, INFLIGHT_GROUPS
 
 
 class Overloaded(CatError):
@@ -56,6 +56,7 @@ class Admission:
     def _publish(self) -> None:
         GROUPS_ACTIVE.set(self._active)
         GROUPS_QUEUED.set(self.waiting)
+        INFLIGHT_GROUPS.set(self._admitted)
 
     @asynccontextmanager
     async def admit(self, groups: int = 1):

@@ -65,6 +65,26 @@ ADMISSION_REJECTIONS = Counter(
     "Groups refused with 503 overloaded, by reason (queue_full: no room to wait; queue_timeout: waited too long).",
     ["reason"],
 )
+# The signals to autoscale on (README "Scaling"): judge prompts waiting in this process, requests
+# in flight at each endpoint, and groups in progress. Summed over worker processes.
+JUDGE_QUEUE_DEPTH = Gauge(
+    "cat_reward_judge_queue_depth",
+    "LLM prompts waiting in this service for a verdict batch slot or for room at an endpoint "
+    "(CAT_LLM_ENDPOINT_MAX_INFLIGHT), by role.",
+    ["role"],
+    multiprocess_mode="livesum",
+)
+JUDGE_OUTSTANDING_REQUESTS = Gauge(
+    "cat_reward_judge_outstanding_requests",
+    "LLM requests in flight at each endpoint, by role and endpoint URL.",
+    ["role", "endpoint"],
+    multiprocess_mode="livesum",
+)
+INFLIGHT_GROUPS = Gauge(
+    "cat_reward_inflight_groups",
+    "Groups admitted and not yet answered (being scored or waiting for a scoring slot).",
+    multiprocess_mode="livesum",
+)
 GROUPS_SCORED = Counter("cat_groups_scored_total", "Groups scored, by mode.", ["mode"])
 ZERO_VARIANCE_GROUPS = Counter(
     "cat_zero_variance_groups_total", "Groups whose rewards were all equal (no GRPO advantage), by mode.", ["mode"]

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     # --- LLM roles ---------------------------------------------------------------------
     anchor_base_url: UrlList = Field(
         default=[f"http://127.0.0.1:{DEFAULT_JUDGE_PORT}/v1"],
+        min_length=1,
         description="OpenAI-compatible base URL(s) of the anchor (synthesis, rubric), comma-separated for replicas.",
     )
     anchor_model: str = Field(default=DEFAULT_MODEL, description="Model name the anchor serves.")
@@ -58,7 +59,31 @@ class Settings(BaseSettings):
     llm_timeout_s: float = Field(default=300.0, gt=0, description="Read timeout of one LLM call, seconds.")
     llm_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of one LLM call, seconds.")
     llm_max_retries: int = Field(default=2, ge=0, description="Retries of an LLM call on connection errors, 429, 5xx.")
-    llm_max_inflight: int = Field(default=64, ge=1, description="Concurrent LLM calls per role and process.")
+    llm_max_inflight: int = Field(
+        default=64, ge=1, description="Concurrent LLM requests per role, endpoint and process (beyond, they wait in order)."
+    )
+    llm_endpoint_max_inflight: int = Field(
+        default=512,
+        ge=1,
+        description="LLM prompts in flight per endpoint, role and process (a verdict batch counts its prompts, a chat "
+        "call one); beyond, requests wait in this process in arrival order, with no timeout while waiting. The "
+        "default is twice vLLM's default --max-num-seqs (256): the judge's running batch stays full and its own "
+        "waiting queue short. Set it to about 2x the judge's --max-num-seqs.",
+    )
+    llm_session_header: str = Field(
+        default="X-Session-ID",
+        max_length=100,
+        description="HTTP header carrying a stable per-group key on every LLM call of a group (vllm-router's "
+        "consistent_hash / sticky_least_loaded policies hash it; production-stack's router: its --session-key). "
+        "Empty: not sent.",
+    )
+    llm_group_affinity: bool = Field(
+        default=False,
+        description="With several endpoints in a URL list: send a group's calls to the endpoint its key ranks first "
+        "(rendezvous hashing) while that endpoint is at most one request's prompts ahead of the least loaded one; "
+        "otherwise to the least loaded. Off by default: a verdict batch mixes groups, so its gain is unmeasured here, "
+        "and a loose bound made steps slower in an earlier attempt; vllm-router's consistent_hash does it for a pool.",
+    )
     llm_http_client: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp",
         description="HTTP client of the LLM calls: aiohttp (about a fifth of httpx's CPU per request) or httpx.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -67,6 +68,9 @@ def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP | Aioht
         http=http,
         max_retries=settings.llm_max_retries,
         max_inflight=settings.llm_max_inflight,
+        endpoint_max_prompts=settings.llm_endpoint_max_inflight,
+        affinity=settings.llm_group_affinity,
+        session_header=settings.llm_session_header or None,
         breaker_failures=settings.llm_breaker_failures,
         breaker_cooldown_s=settings.llm_breaker_cooldown_s,
     )
@@ -122,7 +126,8 @@ def build_cache(settings: Settings) -> ResilientCache | None:
 
 def open_llm_http(settings: Settings) -> AiohttpHTTP | PooledHTTP:
     """The HTTP client every LLM role shares (``CAT_LLM_HTTP_CLIENT``)."""
-    max_connections = 2 * settings.llm_max_inflight  # both roles may share one server
+    # Both roles may share one server; each endpoint of a role holds up to llm_max_inflight requests.
+    max_connections = settings.llm_max_inflight * (len(settings.anchor_base_url) + len(settings.judge_urls))
     if settings.llm_http_client == "aiohttp":
         return AiohttpHTTP(
             max_connections,
@@ -136,6 +141,18 @@ def open_llm_http(settings: Settings) -> AiohttpHTTP | PooledHTTP:
         timeout=httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_connect_timeout_s),
         event_hooks={"request": [inject_request_id]},
     )
+
+
+async def check_endpoints(roles: Roles, timeout_s: float) -> None:
+    """Name every endpoint that cannot be reached at start, and route around it until it answers.
+    The service starts either way: a judge may come up after it."""
+    for llm in {id(r): r for r in (roles.anchor, roles.judge)}.values():
+        check = getattr(llm, "check_endpoints", None)
+        if check is not None:
+            try:
+                await asyncio.wait_for(check(timeout_s), timeout=timeout_s + 1)
+            except asyncio.TimeoutError:
+                log.warning("%s endpoints: the start-up check took over %.0f s; skipped", llm.role, timeout_s + 1)
 
 
 async def open_services(
@@ -157,6 +174,7 @@ async def open_services(
         http = open_llm_http(settings)
         closers.append(http.aclose)
         roles = build_roles(settings, http)
+        await check_endpoints(roles, settings.llm_connect_timeout_s)
     judge = InstrumentedLLM(roles.judge, log_payloads=settings.log_payloads)
     roles = Roles(
         anchor=InstrumentedLLM(roles.anchor, log_payloads=settings.log_payloads),

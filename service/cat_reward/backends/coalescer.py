@@ -54,7 +54,15 @@ Entry = tuple  # (item, _Ticket, index in its submit call)
 
 
 class Coalescer(Generic[K, T, R]):
-    def __init__(self, send: Send, *, max_batch: int, max_wait_s: float, max_inflight: int) -> None:
+    def __init__(
+        self,
+        send: Send,
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        max_inflight: int,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         if max_batch < 1 or max_inflight < 1 or max_wait_s < 0:
             raise ValueError("max_batch and max_inflight must be >= 1 and max_wait_s >= 0")
         self._send = send
@@ -66,6 +74,8 @@ class Coalescer(Generic[K, T, R]):
         self._tasks: set[asyncio.Task] = set()
         self._slots: asyncio.Semaphore | None = None  # made on first use, on the running loop
         self.batches_sent = 0
+        self._blocked = 0  # items of launched batches still waiting for an in-flight slot
+        self._on_change = on_change
 
     async def submit(self, key: K, items: list[T]) -> list[R]:
         """Queue ``items`` and wait for their results (in order). The first item whose result is
@@ -83,6 +93,7 @@ class Coalescer(Generic[K, T, R]):
             self._timers[key] = loop.call_later(self.max_wait_s, self._due, key)
         elif not queue:
             self._drop_queue(key)
+        self._changed()
         try:
             return await ticket.future
         except BaseException:
@@ -93,11 +104,21 @@ class Coalescer(Generic[K, T, R]):
     def queued(self) -> int:
         return sum(len(q) for q in self._pending.values())
 
+    @property
+    def waiting(self) -> int:
+        """Items not yet sent: queued for a batch, or in a batch waiting for a slot."""
+        return self.queued + self._blocked
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
     def _due(self, key: K) -> None:
         self._timers.pop(key, None)
         queue = self._pending.pop(key, [])
         for start in range(0, len(queue), self.max_batch):
             self._launch(key, queue[start : start + self.max_batch])
+        self._changed()
 
     def _drop_queue(self, key: K) -> None:
         self._pending.pop(key, None)
@@ -106,6 +127,7 @@ class Coalescer(Generic[K, T, R]):
             timer.cancel()
 
     def _launch(self, key: K, entries: list[Entry]) -> None:
+        self._blocked += len(entries)  # until the batch has a slot
         task = asyncio.get_running_loop().create_task(self._run(key, entries))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -113,7 +135,12 @@ class Coalescer(Generic[K, T, R]):
     async def _run(self, key: K, entries: list[Entry]) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_inflight)
-        async with self._slots:
+        try:
+            await self._slots.acquire()
+        finally:
+            self._blocked -= len(entries)
+            self._changed()
+        try:
             live = [entry for entry in entries if not entry[1].future.done()]
             if not live:
                 return
@@ -130,3 +157,5 @@ class Coalescer(Generic[K, T, R]):
                 return
             for (_, ticket, index), result in zip(live, results):
                 ticket.put(index, result)
+        finally:
+            self._slots.release()

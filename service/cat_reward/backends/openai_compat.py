@@ -11,6 +11,13 @@ What a backend can do (force JSON with a schema, force one of a few choices, ret
 is configured per role, or detected once (``kind="auto"``: vLLM answers ``GET /version``);
 it is never assumed.
 
+Requests go to the role's endpoints through an ``EndpointPool`` (``endpoints``): least
+outstanding prompts, a circuit breaker per endpoint, a bounded number of prompts in flight per
+endpoint with a FIFO wait beyond it, and optional group affinity. Every call of a group carries
+the group's key (``ChatRequest.session``, ``score_yes_no(session=...)``) in the
+``CAT_LLM_SESSION_HEADER`` header (``X-Session-ID``), so a router in front (vllm-router's
+``consistent_hash`` / ``sticky_least_loaded``) keeps a group on one judge's prefix cache.
+
 On vLLM the client can also score many yes/no verdicts in one request (``score_yes_no``): the
 prompts, each a conversation rendered with the model's own chat template (see
 ``chat_template``), go as one list to ``/v1/completions`` with ``max_tokens: 1``, the token
@@ -27,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 import random
 import time
 from dataclasses import dataclass
@@ -39,6 +47,8 @@ from ..engine.errors import LLMBadResponse, LLMRequestRejected, LLMUnavailable
 from ..engine.ports import ChatRequest, ChatResult, ScoringUnavailable, YesNoScore
 from .chat_template import CHECK_CONTENT, TemplateMismatch, TemplateSkeleton, probe_messages, sentinels
 from .coalescer import Coalescer
+from .endpoints import EndpointPool
+from ..metrics import JUDGE_OUTSTANDING_REQUESTS, JUDGE_QUEUE_DEPTH
 from .aiohttp_pool import AiohttpHTTP
 from .http_pool import PooledHTTP
 
@@ -116,6 +126,9 @@ class OpenAICompatClient:
         kind: BackendKind = "auto",
         max_retries: int = 2,
         max_inflight: int = 64,
+        endpoint_max_prompts: int = 512,
+        affinity: bool = False,
+        session_header: str | None = "X-Session-ID",
         backoff_base_s: float = 0.25,
         backoff_max_s: float = 8.0,
         breaker_failures: int = 5,
@@ -137,18 +150,29 @@ class OpenAICompatClient:
         self._kind = kind
         self._capabilities: Capabilities | None = None if kind == "auto" else CAPABILITIES[kind]
         self._detect_lock = asyncio.Lock()
-        self._rr = itertools.cycle(range(len(self.base_urls)))
         self._max_retries = max_retries
-        self._inflight = asyncio.Semaphore(max_inflight)
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
-        # A circuit breaker per endpoint: after ``breaker_failures`` failed attempts in a row it
-        # is skipped for ``breaker_cooldown_s``, then tried again. With every endpoint open the call
-        # fails at once (503 with Retry-After) instead of piling timeouts onto a dead backend.
-        self._breaker_failures = breaker_failures
-        self._breaker_cooldown_s = breaker_cooldown_s
-        self._failures = [0] * len(self.base_urls)
-        self._open_until = [0.0] * len(self.base_urls)
+        self._session_header = session_header or None
+        # Per endpoint: at most ``max_inflight`` requests and ``endpoint_max_prompts`` prompts in
+        # flight (the rest wait in arrival order), least outstanding first, and a circuit breaker:
+        # after ``breaker_failures`` failed attempts in a row an endpoint is skipped for
+        # ``breaker_cooldown_s``. With every endpoint open a call fails at once (503 with
+        # Retry-After) instead of piling timeouts onto a dead backend.
+        self._queue_gauge = JUDGE_QUEUE_DEPTH.labels(role=role)
+        self._outstanding_gauges = [JUDGE_OUTSTANDING_REQUESTS.labels(role=role, endpoint=u) for u in self.base_urls]
+        self._published_queue = 0
+        self._published_outstanding = [0] * len(self.base_urls)
+        self._pool = EndpointPool(
+            role,
+            self.base_urls,
+            max_requests=max_inflight,
+            max_prompts=endpoint_max_prompts,
+            breaker_failures=breaker_failures,
+            breaker_cooldown_s=breaker_cooldown_s,
+            affinity=affinity,
+            on_change=self._publish,
+        )
         # single-token yes/no scoring
         self._scoring_wanted = yes_no_scoring
         self._scoring_ok: bool | None = None  # None: not probed yet
@@ -160,12 +184,52 @@ class OpenAICompatClient:
         self._score_top_logprobs = score_top_logprobs
         self._observe_batch = observe_batch
         self._batch_ids = itertools.count(1)
+        # ``score_max_inflight`` batches per endpoint: more endpoints, more batches in flight.
         self._coalescer: Coalescer = Coalescer(
-            self._score_batch_once,
+            self._send_batch,
             max_batch=score_batch_size,
             max_wait_s=score_batch_wait_s,
-            max_inflight=score_max_inflight,
+            max_inflight=score_max_inflight * len(self.base_urls),
+            on_change=self._publish,
         )
+        self._publish()
+
+    def _publish(self) -> None:
+        """The autoscaling gauges: prompts waiting here (for a verdict batch slot or for room at an
+        endpoint), and requests in flight at each endpoint."""
+        # By increments: several clients may share a role's labels (a judge ensemble's members).
+        coalescer = getattr(self, "_coalescer", None)
+        queued = self._pool.waiting_prompts + (coalescer.waiting if coalescer is not None else 0)
+        if queued != self._published_queue:
+            self._queue_gauge.inc(queued - self._published_queue)
+            self._published_queue = queued
+        for i, outstanding in enumerate(self._pool.requests):
+            if outstanding != self._published_outstanding[i]:
+                self._outstanding_gauges[i].inc(outstanding - self._published_outstanding[i])
+                self._published_outstanding[i] = outstanding
+
+    @property
+    def pool(self) -> EndpointPool:
+        return self._pool
+
+    async def check_endpoints(self, timeout_s: float = 5.0) -> list[str]:
+        """At start: every endpoint that cannot be reached is named in the log and routed around
+        (its breaker opened) until it answers. Returns the unreachable URLs."""
+
+        async def one(index: int, base: str) -> str | None:
+            try:
+                await self._http.get(f"{base}/models", headers=self._headers, timeout=timeout_s)
+            except httpx.HTTPError as exc:
+                log.warning(
+                    "%s endpoint %s is unreachable at start (%s): routed around it until it answers",
+                    self.role, base, type(exc).__name__,
+                )
+                self._pool.mark_down(index, "unreachable at start")
+                return base
+            return None
+
+        found = await asyncio.gather(*[one(i, b) for i, b in enumerate(self.base_urls)])
+        return [u for u in found if u is not None]
 
     # -- capabilities -------------------------------------------------------------------
     async def capabilities(self) -> Capabilities:
@@ -224,7 +288,7 @@ class OpenAICompatClient:
             body["logprobs"] = True
             body["top_logprobs"] = min(request.top_logprobs, 20)
         started = time.perf_counter()
-        data = await self._post("/chat/completions", body)
+        data = await self._post("/chat/completions", body, session=request.session)
         return self._parse(data, forced=forced, latency_s=time.perf_counter() - started)
 
     def _parse(self, data: dict, *, forced: bool, latency_s: float) -> ChatResult:
@@ -253,36 +317,41 @@ class OpenAICompatClient:
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise LLMBadResponse(f"{self.role} backend sent an unreadable completion: {exc!r}", role=self.role) from exc
 
-    async def _post(self, path: str, body: dict, *, root: bool = False) -> dict:
-        """POST to ``<base>/v1<path>`` (or ``<server root><path>`` with ``root``), retried."""
+    async def _post(
+        self, path: str, body: dict, *, root: bool = False, weight: int = 1, session: str | None = None
+    ) -> dict:
+        """POST to ``<base>/v1<path>`` (or ``<server root><path>`` with ``root``), retried, on an
+        endpoint from the pool (``weight``: the prompts the request carries; ``session``: the
+        group key, sent in the session header and used for affinity)."""
+        headers = self._headers
+        if session and self._session_header:
+            headers = {**self._headers, self._session_header: session}
         last_problem = "no attempt made"
         retry_after: float | None = None
-        async with self._inflight:
-            for attempt in range(self._max_retries + 1):
-                index = self._next_closed()
-                if index is None:
-                    wait = max(0.0, min(self._open_until) - time.monotonic())
-                    raise LLMUnavailable(
-                        f"{self.role} backend circuit open after repeated failures ({last_problem}); "
-                        f"retrying in {wait:.0f} s",
-                        role=self.role,
-                        retry_after=max(1.0, wait),
-                    )
-                base = self.base_urls[index]
-                url = (_server_root(base) if root else base) + path
-                response: httpx.Response | None = None
+        last_index: int | None = None
+        for attempt in range(self._max_retries + 1):
+            try:
+                index = await self._pool.acquire(weight, key=session, avoid=last_index)
+            except LLMUnavailable as exc:
+                raise LLMUnavailable(
+                    f"{exc.message} (last problem: {last_problem})", role=self.role, retry_after=exc.retry_after
+                ) from None
+            last_index = index
+            base = self.base_urls[index]
+            url = (_server_root(base) if root else base) + path
+            alive: bool | None = None
+            try:
                 try:
-                    response = await self._http.post(url, json=body, headers=self._headers)
+                    response = await self._http.post(url, json=body, headers=headers)
                 except httpx.TimeoutException as exc:
                     last_problem = f"timed out ({type(exc).__name__}) at {base}"
-                    self._failed(index)
+                    alive = False
                 except httpx.TransportError as exc:
                     last_problem = f"unreachable at {base}: {exc!r}"
-                    self._failed(index)
+                    alive = False
                 else:
                     status = response.status_code
-                    if status not in RETRYABLE_STATUS:
-                        self._failures[index] = 0  # it answered: the endpoint is alive
+                    alive = status not in RETRYABLE_STATUS  # it answered: the endpoint is alive
                     if status == 200:
                         try:
                             return response.json()
@@ -301,37 +370,18 @@ class OpenAICompatClient:
                         )
                     last_problem = f"answered {status} at {base}: {message}"
                     retry_after = _retry_after(response)
-                    self._failed(index)
-                if attempt < self._max_retries:
-                    delay = random.uniform(0, min(self._backoff_max_s, self._backoff_base_s * 2**attempt))
-                    if retry_after is not None:
-                        delay = max(delay, min(retry_after, self._backoff_max_s))
-                    await asyncio.sleep(delay)
+            finally:
+                self._pool.release(index, weight, ok=alive)
+            if attempt < self._max_retries:
+                delay = random.uniform(0, min(self._backoff_max_s, self._backoff_base_s * 2**attempt))
+                if retry_after is not None:
+                    delay = max(delay, min(retry_after, self._backoff_max_s))
+                await asyncio.sleep(delay)
         raise LLMUnavailable(
             f"{self.role} backend failed after {self._max_retries + 1} attempt(s): {last_problem}",
             role=self.role,
             retry_after=retry_after,
         )
-
-    def _next_closed(self) -> int | None:
-        """The next endpoint in round-robin order whose breaker is closed (or whose cool-down
-        is over: a half-open trial), or None when every one is open."""
-        now = time.monotonic()
-        for _ in range(len(self.base_urls)):
-            index = next(self._rr)
-            if self._open_until[index] <= now:
-                return index
-        return None
-
-    def _failed(self, index: int) -> None:
-        self._failures[index] += 1
-        if self._failures[index] >= self._breaker_failures:
-            self._open_until[index] = time.monotonic() + self._breaker_cooldown_s
-            self._failures[index] = 0
-            log.warning(
-                "%s backend %s: circuit open for %.0f s after %d failures in a row",
-                self.role, self.base_urls[index], self._breaker_cooldown_s, self._breaker_failures,
-            )
 
     # -- token counting (length control) -------------------------------------------------
     async def count_tokens(self, texts: list[str]) -> list[int]:
@@ -465,17 +515,24 @@ class OpenAICompatClient:
         temperature: float = 0.0,
         seed: int | None = None,
         choices: tuple[str, ...] = DEFAULT_CHOICES,
+        session: str | None = None,
     ) -> list[YesNoScore]:
         """One generated token per rendered prompt, restricted to ``choices`` (each a single
         token), with the choices' logprobs. The prompts join the shared batches of every
-        concurrent caller with the same sampling parameters."""
+        concurrent caller with the same sampling parameters; a batch carries the group key
+        (``session``) of the group with the most prompts in it."""
         if not await self.yes_no_scoring():
             raise ScoringUnavailable(f"{self.role} backend has no single-token scoring")
         await self._choice_ids(choices)
         key = (stage, float(temperature), seed if temperature > 0 else None, choices)  # greedy: the seed is moot
-        return await self._coalescer.submit(key, prompts)
+        return await self._coalescer.submit(key, [(prompt, session) for prompt in prompts])
 
-    async def _score_batch_once(self, key: tuple, prompts: list[str]) -> list:
+    async def _send_batch(self, key: tuple, items: list[tuple[str, str | None]]) -> list:
+        sessions = Counter(session for _, session in items if session)
+        session = sessions.most_common(1)[0][0] if sessions else None
+        return await self._score_batch_once(key, [prompt for prompt, _ in items], session=session)
+
+    async def _score_batch_once(self, key: tuple, prompts: list[str], session: str | None = None) -> list:
         """One /v1/completions request for ``prompts``; per prompt a ``YesNoScore`` or the error
         for that prompt. A rejected batch is split in halves until the rejected prompts are found
         (a prompt too long for the context must not fail the other groups in its batch)."""
@@ -500,13 +557,15 @@ class OpenAICompatClient:
             body["seed"] = seed
         started = time.perf_counter()
         try:
-            data = await self._post("/completions", body)
+            data = await self._post("/completions", body, weight=len(prompts), session=session)
         except LLMRequestRejected as exc:
             self._observe(stage, "error", time.perf_counter() - started, 0, 0)
             if len(prompts) == 1:
                 return [exc]
             half = len(prompts) // 2
-            return await self._score_batch_once(key, prompts[:half]) + await self._score_batch_once(key, prompts[half:])
+            return await self._score_batch_once(key, prompts[:half], session) + await self._score_batch_once(
+                key, prompts[half:], session
+            )
         except BaseException:
             self._observe(stage, "error", time.perf_counter() - started, 0, 0)
             raise

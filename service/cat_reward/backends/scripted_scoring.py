@@ -37,6 +37,7 @@ class ScriptedScoringLLM(ScriptedLLM):
         self.available = available
         self.renderable = renderable
         self.batches: list[list[str]] = []  # one entry per score_yes_no call
+        self.sessions: list[str | None] = []  # the group key of each score_yes_no call
         self._conversations: dict[str, list[dict[str, str]]] = {}
 
     async def yes_no_scoring(self) -> bool:
@@ -53,9 +54,10 @@ class ScriptedScoringLLM(ScriptedLLM):
         return rendered
 
     async def score_yes_no(
-        self, prompts, *, stage="verdict", temperature=0.0, seed=None, choices=("yes", "no")
+        self, prompts, *, stage="verdict", temperature=0.0, seed=None, choices=("yes", "no"), session=None
     ) -> list[YesNoScore]:
         self.batches.append(list(prompts))
+        self.sessions.append(session)
         batch_id = f"scripted-{len(self.batches)}"
         results = []
         for prompt in prompts:

@@ -3,8 +3,9 @@ checker, the group's resolved options and its usage meter."""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .ports import AnswerChecker, ChatRequest, ChatResult, EquivalenceResult, Roles, YesNoScore
 from .prompts import PromptSet
@@ -19,10 +20,20 @@ class GroupContext:
     checker: AnswerChecker
     usage: Usage = field(default_factory=Usage)
     _equivalence_memo: dict[tuple[str, str], EquivalenceResult] = field(default_factory=dict)
+    _session: str | None = None
 
     @property
     def options(self):
         return self.group.options
+
+    @property
+    def session(self) -> str:
+        """The group's stable key, passed with every LLM call of the group (the adapters send it as
+        a session header): the same prompt and rollouts give the same key, on any replica and on
+        a retry, so the group's calls can stay on one backend's prefix cache."""
+        if self._session is None:
+            self._session = session_key(self.group)
+        return self._session
 
     async def anchor(self, request: ChatRequest) -> ChatResult:
         return await self._call(self.roles.anchor, request)
@@ -32,6 +43,8 @@ class GroupContext:
         return await self._call(client or self.roles.judge, request)
 
     async def _call(self, llm, request: ChatRequest) -> ChatResult:
+        if request.session is None:
+            request = replace(request, session=self.session)
         started = time.perf_counter()
         try:
             result = await llm.chat(request)
@@ -60,7 +73,7 @@ class GroupContext:
         usage = self.usage.stage(stage)
         try:
             scores = await (client or self.roles.judge).score_yes_no(
-                prompts, stage=stage, temperature=temperature, seed=seed, choices=choices
+                prompts, stage=stage, temperature=temperature, seed=seed, choices=choices, session=self.session
             )
         except BaseException:
             usage.calls += 1
@@ -78,3 +91,13 @@ class GroupContext:
         if key not in self._equivalence_memo:
             self._equivalence_memo[key] = await self.checker.check(reference, candidate)
         return self._equivalence_memo[key]
+
+
+def session_key(group: Group) -> str:
+    """A short digest of the group's prompt and rollouts (its identity for routing, not a cache key)."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(repr(group.prompt).encode())
+    for rollout in group.rollouts:
+        digest.update(b"\x00%d\x00" % len(rollout))
+        digest.update(rollout.encode())
+    return "cat-" + digest.hexdigest()

@@ -26,6 +26,9 @@ class ChatRequest:
     json_schema: dict | None = None  # force JSON matching this schema
     choices: tuple[str, ...] | None = None  # force the reply to be one of these
     top_logprobs: int | None = None  # return this many alternatives per position
+    # The group's stable key: adapters send it along (e.g. a session header) so that a group's calls
+    # can stay on one backend replica and its prefix cache. It changes nothing in the answer.
+    session: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class YesNoScorer(Protocol):
         temperature: float = 0.0,
         seed: int | None = None,
         choices: tuple[str, ...] = ("yes", "no"),
+        session: str | None = None,
     ) -> list[YesNoScore]:
         """One token per fully rendered prompt, one of ``choices`` where the backend can force
         it, with the logprobs of the first position; results in order. Raises ``LLMUnavailable``,
