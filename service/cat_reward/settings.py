@@ -223,7 +223,12 @@ class Settings(BaseSettings):
     verdict_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long a verdict waits for others (any group) to fill its batch."
     )
-    verdict_batch_inflight: int = Field(default=4, ge=1, description="Verdict batches in flight per judge and process.")
+    verdict_batch_inflight: int = Field(
+        default=4,
+        ge=1,
+        description="Verdict batches in flight per judge endpoint (URL) and process: grows with the URL list. Behind "
+        "a router (one URL for N judges), set it to N x 4.",
+    )
 
     # --- history (SQL) ---------------------------------------------------------------------
     data_dir: Path = Field(
