@@ -175,6 +175,43 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the history database to the newest schema (the Kubernetes migration Job), or with
+    --wait only wait until something else has (each replica's init container)."""
+    import asyncio
+
+    from .storage.engine import to_async_url
+    from .storage.migrate import head_revision, upgrade_when_reachable, wait_for_head
+
+    settings = Settings()
+    url = settings.history_url
+    try:
+        to_async_url(url)
+    except ValueError as exc:
+        print(f"[cat-reward] CAT_DATABASE_URL: {exc}", file=sys.stderr)
+        return 2
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def said(reason: str) -> None:
+        print(f"[cat-reward] waiting: {reason}", file=sys.stderr, flush=True)
+
+    if args.wait:
+        reason = asyncio.run(wait_for_head(url, args.timeout, on_wait=said))
+        if reason:
+            print(f"[cat-reward] gave up after {args.timeout:g} s: {reason}", file=sys.stderr)
+            return 1
+        print(f"[cat-reward] the history database is at revision {head_revision()}", file=sys.stderr)
+        return 0
+    try:
+        asyncio.run(upgrade_when_reachable(url, args.timeout, on_wait=said))
+    except Exception as exc:  # noqa: BLE001 - the Job's log says why, its exit code says that it failed
+        print(f"[cat-reward] migration failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(f"[cat-reward] the history database is at revision {head_revision()}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation.command import main as eval_main
 
@@ -230,6 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     openapi = sub.add_parser("openapi", help="write the OpenAPI document")
     openapi.add_argument("path", nargs="?", default="openapi.json")
     openapi.set_defaults(func=cmd_openapi)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the history database (CAT_DATABASE_URL) to the newest schema",
+        description="Run the history migrations (alembic upgrade head) under a database lock, retrying while "
+        "the database is unreachable. With --wait, migrate nothing: wait until the database is at the newest "
+        "schema (a replica's init container, while a migration Job runs). Exit 0 when at head, 1 otherwise.",
+    )
+    migrate.add_argument("--wait", action="store_true", help="only wait until the schema is at head")
+    migrate.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the database (300)")
+    migrate.set_defaults(func=cmd_migrate)
 
     evaluate = sub.add_parser(
         "eval",

@@ -54,3 +54,55 @@ async def upgrade(database_url: str) -> None:
         await upgrade_engine(engine)
     finally:
         await engine.dispose()
+
+
+async def current_revision(database_url: str) -> str | None:
+    """The revision the database at ``database_url`` is at (None: never migrated)."""
+    from alembic.migration import MigrationContext
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+    finally:
+        await engine.dispose()
+
+
+async def wait_for_head(database_url: str, timeout_s: float, interval_s: float = 2.0, on_wait=None) -> str | None:
+    """Poll until the database is at ``head_revision()``, for at most ``timeout_s`` seconds: what a
+    replica's init container does while the migration Job runs. Returns None when the database is
+    at head, else why not (the last revision seen, or the last connection error)."""
+    head = head_revision()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            revision = await current_revision(database_url)
+            reason = None if revision == head else f"the database is at revision {revision or 'none'}, not {head}"
+        except Exception as exc:  # noqa: BLE001 - unreachable for now: wait and say why
+            reason = f"database unreachable: {type(exc).__name__}: {exc}"
+        if reason is None:
+            return None
+        if asyncio.get_running_loop().time() + interval_s > deadline:
+            return reason
+        if on_wait is not None:
+            on_wait(reason)
+        await asyncio.sleep(interval_s)
+
+
+async def upgrade_when_reachable(database_url: str, timeout_s: float, interval_s: float = 2.0, on_wait=None) -> None:
+    """``upgrade`` retried while the database cannot be reached (a Job that starts before its
+    database), for at most ``timeout_s`` seconds; the last error is raised after that. Errors
+    of the migration itself are raised at once."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await upgrade(database_url)
+            return
+        except (OSError, asyncio.TimeoutError, OperationalError, InterfaceError) as exc:
+            if asyncio.get_running_loop().time() + interval_s > deadline:
+                raise
+            if on_wait is not None:
+                on_wait(f"database unreachable: {type(exc).__name__}: {exc}")
+            await asyncio.sleep(interval_s)
