@@ -201,7 +201,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         if reason:
             print(f"[cat-reward] gave up after {args.timeout:g} s: {reason}", file=sys.stderr)
             return 1
-        print(f"[cat-reward] the history database is at revision {head_revision()}", file=sys.stderr)
+        print("[cat-reward] the history database is at this code's schema or newer", file=sys.stderr)
         return 0
     try:
         asyncio.run(upgrade_when_reachable(url, args.timeout, on_wait=said))
@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         help="bring the history database (CAT_DATABASE_URL) to the newest schema",
         description="Run the history migrations (alembic upgrade head) under a database lock, retrying while "
         "the database is unreachable. With --wait, migrate nothing: wait until the database is at the newest "
-        "schema (a replica's init container, while a migration Job runs). Exit 0 when at head, 1 otherwise.",
+        "schema (a replica's init container, while a migration Job runs), or at a newer one (a rollback). "
+        "Exit 0 when done, 1 otherwise.",
     )
     migrate.add_argument("--wait", action="store_true", help="only wait until the schema is at head")
     migrate.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the database (300)")

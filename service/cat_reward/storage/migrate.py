@@ -70,14 +70,21 @@ async def current_revision(database_url: str) -> str | None:
 
 async def wait_for_head(database_url: str, timeout_s: float, interval_s: float = 2.0, on_wait=None) -> str | None:
     """Poll until the database is at ``head_revision()``, for at most ``timeout_s`` seconds: what a
-    replica's init container does while the migration Job runs. Returns None when the database is
-    at head, else why not (the last revision seen, or the last connection error)."""
-    head = head_revision()
+    replica's init container does while the migration Job runs. A revision this code does not
+    know was written by a newer release (this replica is a rollback): that counts as ready, since
+    migrations only add to the schema. Returns None when ready, else why not (the last revision
+    seen, or the last connection error)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    known = {rev.revision for rev in script.walk_revisions()}
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         try:
             revision = await current_revision(database_url)
-            reason = None if revision == head else f"the database is at revision {revision or 'none'}, not {head}"
+            if revision == head or (revision is not None and revision not in known):
+                reason = None  # at head, or newer than this code (a rollback): served as is
+            else:
+                reason = f"the database is at revision {revision or 'none'}, not {head}"
         except Exception as exc:  # noqa: BLE001 - unreachable for now: wait and say why
             reason = f"database unreachable: {type(exc).__name__}: {exc}"
         if reason is None:
