@@ -58,6 +58,25 @@ def _loc_to_param(loc: tuple, kind: str = "") -> str:
     return ".".join(parts) if parts else "body"
 
 
+def validation_error_body(errors: list[dict]) -> ErrorBody:
+    """The 422 body of a request that does not validate: every field at fault, the most specific
+    first. ``errors`` are Pydantic's, located under ``body`` as FastAPI reports them."""
+    details = [
+        {
+            "param": _loc_to_param(tuple(e.get("loc", ())), e.get("type", "")),
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
+    # The most specific location first: for a union (prompt: str | messages) that is the branch
+    # the caller meant ("prompt.0.content"), not the other one ("prompt").
+    details.sort(key=lambda d: -d["param"].count("."))
+    first = details[0] if details else {"param": "body", "message": "invalid request"}
+    message = "; ".join(f"{d['param']}: {d['message']}" for d in details[:5]) or "invalid request"
+    return ErrorBody(type="invalid_request", message=message, param=first["param"], details=details, status=422)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CatError)
     async def _cat_error(request: Request, exc: CatError) -> JSONResponse:
@@ -74,22 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = exc.errors()
-        details = [
-            {
-                "param": _loc_to_param(tuple(e.get("loc", ())), e.get("type", "")),
-                "message": e.get("msg", ""),
-                "type": e.get("type", ""),
-            }
-            for e in errors
-        ]
-        # The most specific location first: for a union (prompt: str | messages) that is the branch
-        # the caller meant ("prompt.0.content"), not the other one ("prompt").
-        details.sort(key=lambda d: -d["param"].count("."))
-        first = details[0] if details else {"param": "body", "message": "invalid request"}
-        message = "; ".join(f"{d['param']}: {d['message']}" for d in details[:5]) or "invalid request"
-        body = ErrorBody(type="invalid_request", message=message, param=first["param"], details=details, status=422)
-        return error_response(422, body)
+        return error_response(422, validation_error_body(exc.errors()))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
