@@ -261,7 +261,11 @@ def test_load_survives_a_killed_replica_and_a_removed_node(cluster, pg_url):
     killed_at = done
 
     wait_for(total // 2)
-    live = replicas()
+    # Serve has replaced the killed replica (both alive: the head has room for one only, so one
+    # runs on a worker node), then that worker node goes.
+    deadline = time.monotonic() + 90
+    while len(live := replicas()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     worker_ids = {node.node_id: node for node in workers}
     on_workers = [r for r in live if r["Address"]["NodeID"] in worker_ids]
     assert on_workers, f"no replica on a worker node: {live}"
