@@ -52,7 +52,9 @@ def test_the_checks_see_what_they_check(rendered):
     assert {"cat-reward", "cat-reward-migrate", "vllm-judge", "judge-router"} <= set(pods)
     service = pods["cat-reward"]["containers"][0]
     assert service["readinessProbe"]["httpGet"]["path"] in m.app_get_routes()
-    assert "cat_groups_queued" in m.metric_names_exposed()
+    assert {"cat_reward_inflight_groups", "cat_reward_judge_queue_depth"} <= m.metric_names_exposed()
+    queries = [t["metadata"]["query"] for d in gpu if d["kind"] == "ScaledObject" for t in d["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert 'sum(cat_reward_judge_queue_depth{role="judge"})' in queries
     assert pods["vllm-judge"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"cat-reward", "cat-reward-judge-cpu"} <= set(m.docker_images())
     assert pods["cat-reward-migrate"]["containers"][0]["command"][:2] == ["cat-reward", "migrate"]
