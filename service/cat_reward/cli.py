@@ -6,6 +6,7 @@
     cat-reward hash-key KEY SCOPES    print a CAT_API_KEYS_FILE line (sha256 of the key)
     cat-reward openapi [PATH]         write the OpenAPI document
     cat-reward eval --data SRC        single sample vs majority vs synthesis on your data (see --help)
+    cat-reward judge-quality --data SRC --json PATH   the reward against labels (pairwise, pointwise)
     cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet), resumably
     cat-reward select OUT -o SFT      pick rollouts from a score output (--keep-top K, --min-reward X)
     cat-reward loadtest --judges 1,2,4  one training step of groups against simulated GPU judges (see --help)
@@ -236,6 +237,12 @@ def cmd_loadtest(args: argparse.Namespace) -> int:
     return loadtest_main(args)
 
 
+def cmd_judge_quality(args: argparse.Namespace) -> int:
+    from .evaluation.judge_quality import main as judge_quality_main
+
+    return judge_quality_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cat-reward", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -334,6 +341,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     loadtest_arguments(loadtest)
     loadtest.set_defaults(func=cmd_loadtest)
+
+    quality = sub.add_parser(
+        "judge-quality",
+        help="score the service's reward against labels: RewardBench-style pairs and labelled verdicts",
+        description="Pairwise JSONL {prompt, chosen, rejected, subset}: accuracy of reward(chosen) > reward(rejected) "
+        "per subset and overall, per aggregation mode, with bootstrap 95%% intervals. Pointwise JSONL {prompt, "
+        "response, criterion, label}: accuracy, AUC of P(yes), expected calibration error. Anchor and judge from "
+        "CAT_* settings. Writes --json and a PNG (per-subset bars, reliability diagram).",
+    )
+    quality.add_argument(
+        "--data", action="append", required=True,
+        help="a JSONL path, builtin:pairwise, builtin:pointwise or hf:NAME[:SPLIT] (needs datasets); repeatable",
+    )
+    quality.add_argument("--json", required=True, metavar="PATH", help="write the report here")
+    quality.add_argument("--png", default=None, metavar="PATH", help="the plot (default: beside --json)")
+    quality.add_argument("--aggregations", default="fraction,soft", help="pairwise: modes compared on the same verdicts (fraction,soft)")
+    quality.add_argument("--ensemble", default=None, help="verdict ensemble, JUDGE/PROMPT members comma-separated (default: CAT_VERDICT_ENSEMBLE)")
+    quality.add_argument("--rubric-prompt", choices=["standard", "weighted"], default=None, help="pairwise: the rubric prompt")
+    quality.add_argument("--limit", type=int, default=None, help="the first N items of each file")
+    quality.add_argument("--concurrency", type=int, default=4, help="items in flight (4)")
+    quality.add_argument("--seed", type=int, default=0, help="pair order and bootstrap resamples (0)")
+    quality.add_argument("--llm-seed", type=int, default=None, help="seed passed to the anchor and judge (default: none)")
+    quality.add_argument("--synthesis-max-tokens", type=int, default=None, help="pairwise: synthesis budget (default: settings)")
+    quality.add_argument("--rubric-max-tokens", type=int, default=None, help="pairwise: rubric budget (default: settings)")
+    quality.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    quality.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    quality.set_defaults(func=cmd_judge_quality)
 
     args = parser.parse_args(argv)
     return args.func(args)
