@@ -7,7 +7,7 @@
     cat-reward openapi [PATH]         write the OpenAPI document
     cat-reward eval --data SRC        single sample vs majority vs synthesis on your data (see --help)
     cat-reward judge-quality --data SRC --json PATH   the reward against labels (pairwise, pointwise)
-    cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet), resumably
+    cat-reward score IN -o OUT        score a file of groups (JSONL, Parquet, hf:), resumably
     cat-reward select OUT -o SFT      pick rollouts from a score output (--keep-top K, --min-reward X)
     cat-reward loadtest --judges 1,2,4  one training step of groups against simulated GPU judges (see --help)
 """
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
 
     score = sub.add_parser(
         "score",
-        help="score a file of groups (JSONL, Parquet), resumably, in process or through --url",
+        help="score a file of groups (JSONL, Parquet, hf:), resumably, in process or through --url",
         description="Score every group of a file (one POST /rewards body per row) and write one JSON line per group "
         "to OUT: id, rewards, flags, rubric id. Rerun with the same OUT to resume: groups already in OUT are "
         "skipped. Failed groups and bad rows go to OUT.failures.jsonl; the exit code is 1 when there are any.",

@@ -102,6 +102,48 @@ def test_parquet_rows(tmp_path):
     ]
 
 
+def test_tables_drop_the_nulls_of_absent_keys(tmp_path):
+    """In a table a column of objects has every key of every row: the nulls of the keys a row
+    does not have are dropped (as absent), so the row validates as its JSONL line would."""
+    rows = [
+        {"id": "a", "prompt": "p", "rollouts": ["good a", "bad a"], "rubric": [{"criterion": "Is good", "points": 2}],
+         "options": {"cache": False}},
+        {"id": "b", "prompt": "q", "rollouts": ["good b"], "rubric": [{"criterion": "Is good", "tags": ["t"]}],
+         "options": {"seed": 3}},
+    ]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+    records = [row.record for row in open_source(str(tmp_path / "in.parquet"))]
+    assert records[0]["rubric"] == [{"criterion": "Is good", "points": 2.0, "tags": None}]  # what pyarrow gives
+    bodies = [body_of(record, FieldMap())[1] for record in records]
+    assert records[1]["options"] == {"cache": None, "seed": 3}
+    assert bodies[0]["rubric"] == [{"criterion": "Is good", "points": 2.0}] and bodies[0]["options"] == {"cache": False}
+    assert bodies[1]["rubric"] == [{"criterion": "Is good", "tags": ["t"]}] and bodies[1]["options"] == {"seed": 3}
+    as_sent = [{k: v for k, v in row.items() if k != "id"} for row in rows]
+    assert [normalized(validate(b)) for b in bodies] == [normalized(validate(b)) for b in as_sent]
+
+
+def test_hf_source_loads_a_local_dataset_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    folder = tmp_path / "my-groups"
+    folder.mkdir()
+    rows = groups(3)
+    rows[1]["rubric"] = [{"criterion": "Is good", "points": 3}]
+    write_jsonl(folder / "test.jsonl", rows)
+    source = open_source(f"hf:{folder}:test")  # the split is named after the file
+    assert source.total == 3
+    assert [r.record["id"] for r in source] == ["g0", "g1", "g2"]
+    out = tmp_path / "out.jsonl"
+    assert score_main(args_for(f"hf:{folder}:test", "-o", str(out), "--no-history"), roles=scripted()) == EXIT_OK
+    scored = {e["id"]: e for e in lines(out)}
+    assert scored["g1"]["aggregator"] == "none"  # its own rubric, judged: good / bad / good again
+    assert scored["g1"]["rewards"] == [1.0, 0.0, 1.0] and scored["g0"]["rewards"] == [1.0, 0.0, 1.0]
+    capsys.readouterr()
+    assert score_main(args_for(f"hf:{folder}", "-o", str(tmp_path / "x.jsonl")), roles=scripted()) == EXIT_USAGE
+    assert 'Unknown split "train"' in capsys.readouterr().err  # the default split, which this folder lacks
+    assert score_main(args_for("hf:", "-o", str(tmp_path / "x.jsonl")), roles=scripted()) == EXIT_USAGE
+
+
 def test_validation_names_the_field():
     with pytest.raises(BadRow, match="rollouts: List should have at least 1 item"):
         validate({"prompt": "p", "rollouts": []})

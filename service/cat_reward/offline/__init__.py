@@ -1,4 +1,5 @@
-"""Offline scoring: ``cat-reward score`` scores a file of groups (JSONL or Parquet) in process or through a running service, resumably; ``cat-reward select`` picks
+"""Offline scoring: ``cat-reward score`` scores a file of groups (JSONL, Parquet or a Hugging Face
+dataset) in process or through a running service, resumably; ``cat-reward select`` picks
 rollouts from its output (best K per prompt, a reward threshold) without another judge call.
 
     inputs    rows of the input file -> request bodies (field mapping, line numbers)

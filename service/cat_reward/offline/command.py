@@ -22,7 +22,7 @@ def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
 
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", help="a JSONL or Parquet file, one group per row")
+    parser.add_argument("input", help="a JSONL or Parquet file (one group per row), or hf:NAME[:SPLIT] with datasets installed")
     parser.add_argument("-o", "--out", required=True, help="output JSONL; rerun with the same OUT to resume")
     parser.add_argument("--failures", default=None, help="failures file (default OUT.failures.jsonl)")
     parser.add_argument("--url", default=None, help="score through a running service (key: CAT_SCORE_API_KEY); default: in process")

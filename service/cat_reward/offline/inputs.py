@@ -1,8 +1,13 @@
 """Rows of a ``cat-reward score`` input, one group per row, as request bodies.
 
 Sources:
-    PATH.parquet    one group per row (pyarrow)
-    any other PATH  JSONL: one JSON object per line
+    PATH.parquet      one group per row (pyarrow)
+    hf:NAME[:SPLIT]   ``datasets.load_dataset(NAME, split=SPLIT)`` (split ``train`` by default): a
+                      dataset of the Hugging Face hub, or a local folder of data files
+    any other PATH    JSONL: one JSON object per line
+
+In a table (Parquet, a dataset) a column of objects holds every key any row has, null where a
+row has none: a null inside an object means "not given", as it does in the API, and is dropped.
 
 A row's fields are mapped to the body of ``POST /rewards`` by a ``FieldMap`` (``--prompt-field``
 and the like); fields the map does not name are ignored, so a dataset's extra columns may stay.
@@ -101,7 +106,9 @@ def _table_rows(batches: Iterator[list[dict]]) -> Iterator[Row]:
 
 
 def open_source(spec: str) -> Source:
-    """The rows of the file ``spec``. Raises ``InputError``."""
+    """The rows of ``spec`` (a path, or ``hf:NAME[:SPLIT]``). Raises ``InputError``."""
+    if spec.startswith("hf:"):
+        return _hf_source(spec)
     path = Path(spec)
     if not path.is_file():
         raise InputError(f"input {spec!r} is not a file")
@@ -119,6 +126,34 @@ def open_source(spec: str) -> Source:
     return Source(spec, _count_jsonl(path), _jsonl_rows(path))
 
 
+def _hf_source(spec: str) -> Source:
+    name, _, split = spec[3:].partition(":")
+    if not name:
+        raise InputError("hf: needs a dataset name or folder, e.g. hf:my-org/my-groups:test")
+    try:
+        import datasets  # type: ignore[import-not-found]
+    except ImportError:
+        raise InputError(f"{spec} needs the 'datasets' library: pip install 'cat-reward[hf]'") from None
+    try:
+        table = datasets.load_dataset(name, split=split or "train")
+    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds
+        raise InputError(f"cannot load {spec}: {type(exc).__name__}: {exc}") from None
+    # A slice of a Dataset is a dict of columns; each becomes rows.
+    batches = (
+        [dict(zip(columns, values)) for values in zip(*columns.values())]
+        for columns in (table[i : i + 1024] for i in range(0, len(table), 1024))
+    )
+    return Source(spec, len(table), _table_rows(batches))
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def body_of(record: dict, fields: FieldMap, defaults: dict[str, Any] | None = None) -> tuple[str | None, dict]:
     """(the row's id or None, the ``POST /rewards`` body). ``defaults`` (``--mode``, ``--options``)
     fill what the row leaves out; a row's own ``options`` win key by key. Raises ``BadRow``."""
@@ -127,7 +162,7 @@ def body_of(record: dict, fields: FieldMap, defaults: dict[str, Any] | None = No
         source = getattr(fields, name)
         value = record.get(source)
         if value is not None:
-            body[name] = value
+            body[name] = _without_nulls(value)
     for name in ("prompt", "rollouts"):
         if name not in body:
             raise BadRow(f"missing field {getattr(fields, name)!r} (the group's {name})")
