@@ -27,6 +27,7 @@ COMPOSITION_ROOTS = {
     "cat_reward.cli", "cat_reward.wiring", "cat_reward.evaluation.runner", "cat_reward.evaluation.command",
     "cat_reward.offline.scorers",  # cat-reward score: builds the services, reads rows as POST /rewards bodies
     "cat_reward.ray_serve",  # the Ray Serve deployment builds the app in each replica, as the command line does
+    "cat_reward.evaluation.judge_quality",  # cat-reward judge-quality: builds the services in process, as eval's runner
 }
 ADAPTERS = ("backends", "cache", "storage", "assembly", "local_judge")
 SERVICE_LAYER = ("rewarding", "audit", "admission", "evaluation", "offline")
