@@ -70,10 +70,12 @@ def test_killed_mid_file_then_rerun_scores_every_group_exactly_once(stub, tmp_pa
     with out.open("a") as handle:
         handle.write('{"key": "torn-line-of-a-killed-wri')
 
-    command, env = score_command(stub, tmp_path, str(data), "-o", str(out), "--concurrency", "4", "--no-progress",
+    command, env = score_command(stub, tmp_path, str(data), "-o", str(out), "--concurrency", "4",
                                  "--json", str(tmp_path / "second.json"))
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    # The progress bar: done/total over the whole file (the skipped groups count as done), failures so far.
+    assert f"{GROUPS}/{GROUPS}" in done.stderr and "failed=0 bad=0" in done.stderr and "group/s" in done.stderr
     after = output_lines(out)
     assert sorted(e["id"] for e in after) == sorted(f"g{i}" for i in range(GROUPS))
     assert len({e["key"] for e in after}) == GROUPS == len(after)

@@ -186,6 +186,7 @@ async def run(
             for task in done:
                 task.result()  # failures are recorded inside; anything here is a bug: raise it
 
+    show()
     try:
         for row in source:
             stats.rows += 1

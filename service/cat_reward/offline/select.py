@@ -57,7 +57,7 @@ def select(scored: Path, out: Path, *, keep_top: int | None = None, min_reward: 
     if keep_top is not None and keep_top < 1:
         raise SelectError("--keep-top must be at least 1")
     scored, out = Path(scored), Path(out)
-    counts = {"groups": 0, "rollouts": 0, "null_rewards": 0, "below_min_reward": 0, "selected": 0, "prompts": 0}
+    counts = {"groups": 0, "rollouts": 0, "null_rewards": 0, "below_min_reward": 0, "selected": 0}
     # keep_top: per prompt, a heap of the K best (reward, -order) seen so far; the order breaks ties.
     best: dict[str, list[tuple[float, int, dict]]] = {}
     order = 0
@@ -90,7 +90,7 @@ def select(scored: Path, out: Path, *, keep_top: int | None = None, min_reward: 
                 for _, _, line in sorted(heap, key=lambda item: (-item[0], -item[1])):
                     handle.write(json.dumps(line, ensure_ascii=False) + "\n")
                     counts["selected"] += 1
-            counts["prompts"] = len(best)
+            counts["prompts"] = len(best)  # with --keep-top: the distinct prompts
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, out)
