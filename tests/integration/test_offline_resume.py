@@ -87,3 +87,30 @@ def test_killed_mid_file_then_rerun_scores_every_group_exactly_once(stub, tmp_pa
     assert summary["summary"]["groups"] == GROUPS and summary["failed_groups"] == 0
     assert all(len(e["rewards"]) == 2 and e["rubric_id"] for e in after)
     assert (tmp_path / "out.jsonl.failures.jsonl").read_text() == ""
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(stub, tmp_path):
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Question {i}?", "rollouts": ["a", "b"]}) + "\n" for i in range(GROUPS)))
+    out = tmp_path / "out.jsonl"
+    command, env = score_command(stub, tmp_path, str(data), "-o", str(out), "--concurrency", "2", "--no-progress")
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while len(output_lines(out)) < 2:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert process.returncode == 130, err[-2000:]
+    written = len(output_lines(out))
+    assert f"interrupted; {written} groups are in {out}: run the same command again to resume" in err
+    assert "Traceback" not in err and 2 <= written < GROUPS
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len({e["key"] for e in output_lines(out)}) == len(output_lines(out)) == GROUPS

@@ -2,7 +2,7 @@
 
 Exit codes of ``score``: 0 every row scored; 1 some groups failed (see the failures file) or
 some rows were bad (skipped, reported); 2 the run could not start (arguments, settings, input,
-output) or ``--strict`` stopped it at a bad row.
+output) or ``--strict`` stopped it at a bad row; 130 interrupted (Ctrl-C): rerun to resume.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _fail(command: str, message: str, code: int = EXIT_USAGE) -> int:
@@ -120,6 +120,11 @@ def score_main(args: argparse.Namespace, *, roles=None, checker=None, transport=
 
     try:
         stats = asyncio.run(go())
+    except KeyboardInterrupt:
+        store.close()
+        return _fail(
+            "score", f"interrupted; {len(store.done)} groups are in {out}: run the same command again to resume", EXIT_INTERRUPTED
+        )
     finally:
         store.close()
     still_failed = len(store.still_failed())
