@@ -115,9 +115,14 @@ async def test_after_the_cool_down_one_failure_reopens():
     with pytest.raises(LLMUnavailable):
         await pool.acquire(1)
     await asyncio.sleep(0.06)
-    index = await pool.acquire(1)  # a trial
+    index = await pool.acquire(1)  # a trial: one request at a time until it succeeds
+    second = asyncio.create_task(pool.acquire(1))
+    await asyncio.sleep(0.01)
+    assert not second.done()
     pool.release(index, 1, ok=False)
     assert pool.is_open(0)
+    with pytest.raises(LLMUnavailable):  # re-opened with a request waiting: it hears so at once
+        await asyncio.wait_for(second, timeout=1)
     await asyncio.sleep(0.06)
     index = await pool.acquire(1)
     pool.release(index, 1, ok=True)  # a success closes it for good

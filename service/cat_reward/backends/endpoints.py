@@ -8,8 +8,9 @@ service does, in the smallest way that works for a burst of verdict batches:
   verdict batch of 64 prompts weighs 64, a chat call 1), ties broken in turn.
 - **Circuit breaker.** ``breaker_failures`` failed attempts in a row open an endpoint's breaker: it
   is skipped for ``breaker_cooldown_s``, then tried again (one more failure re-opens it at once, a
-  success closes it). With every breaker open a request fails at once (``LLMUnavailable``: 503
-  with Retry-After), never hangs.
+  success closes it; until then it gets one request at a time, so a judge still down draws no
+  burst for having nothing in flight). With every breaker open a request fails at once
+  (``LLMUnavailable``: 503 with Retry-After), never hangs.
 - **Backpressure.** At most ``max_prompts`` prompts and ``max_requests`` requests are in flight
   per endpoint (a request heavier than ``max_prompts`` still goes to an idle endpoint). The rest
   wait here, in one FIFO per role, and are admitted strictly in arrival order as room frees up,
@@ -78,6 +79,7 @@ class EndpointPool:
         self.prompts = [0] * n  # prompts in flight per endpoint
         self._failures = [0] * n
         self._open_until = [0.0] * n
+        self._trial = [False] * n  # breaker opened before and no success since: one request at a time
         self._turn = 0
         self._waiters: deque[_Waiter] = deque()
         self.waiting_prompts = 0
@@ -136,6 +138,7 @@ class EndpointPool:
         self.prompts[index] -= max(1, weight)
         if ok is True:
             self._failures[index] = 0
+            self._trial[index] = False
         elif ok is False:
             self.failed(index)
         self._changed()
@@ -150,6 +153,7 @@ class EndpointPool:
         """Open the breaker of ``index`` for the cool-down; afterwards one failure re-opens it."""
         self._open_until[index] = time.monotonic() + self.breaker_cooldown_s
         self._failures[index] = self.breaker_failures - 1
+        self._trial[index] = True
         log.warning(
             "%s endpoint %s: circuit open for %.0f s (%s)", self.role, self.urls[index], self.breaker_cooldown_s, why
         )
@@ -161,7 +165,7 @@ class EndpointPool:
         self._changed()
 
     def _fits(self, index: int, weight: int) -> bool:
-        if self.requests[index] >= self.max_requests:
+        if self.requests[index] >= (1 if self._trial[index] else self.max_requests):
             return False
         return self.prompts[index] == 0 or self.prompts[index] + weight <= self.max_prompts
 
