@@ -424,6 +424,27 @@ def judge_problems(docs: list[dict]) -> list[str]:
     return problems
 
 
+def history_problems(docs: list[dict], readme: str) -> list[str]:
+    """The migration Job and the replicas share one history: CAT_DATABASE_URL is PostgreSQL, in a
+    rendered Secret or ConfigMap the service loads, or in the README's command that creates it."""
+    import base64
+
+    for _, pod in service_pods(docs):
+        for container in pod.get("containers", []):
+            for source in container.get("envFrom", []):
+                ref = source.get("configMapRef") or source.get("secretRef")
+                obj = config_map_named(docs, ref["name"]) or {}
+                if "CAT_DATABASE_URL" in obj.get("data", {}):
+                    raw = obj["data"]["CAT_DATABASE_URL"]
+                    url = base64.b64decode(raw).decode() if obj["kind"] == "Secret" else raw
+                    if not url.startswith(("postgresql://", "postgres://")):
+                        return [f"{obj['kind']} {obj['metadata']['name']}: CAT_DATABASE_URL is not PostgreSQL"]
+                    return []
+    if "--from-literal=CAT_DATABASE_URL='postgresql://" in readme:
+        return []
+    return ["no CAT_DATABASE_URL for the service: neither rendered nor in the README's create secret command"]
+
+
 def all_problems(docs: list[dict]) -> list[str]:
     readme = (KUSTOMIZE_ROOT / "README.md").read_text() if (KUSTOMIZE_ROOT / "README.md").exists() else ""
     return (
@@ -437,4 +458,5 @@ def all_problems(docs: list[dict]) -> list[str]:
         + keda_problems(docs, metric_names_exposed())
         + service_shape_problems(docs)
         + judge_problems(docs)
+        + history_problems(docs, readme)
     )

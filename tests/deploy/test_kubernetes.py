@@ -134,3 +134,17 @@ def test_llm_url_must_point_at_a_rendered_service(tmp_path):
               - CAT_ANCHOR_BASE_URL=http://judge-routr:8000/v1
         """)
     assert m.port_problems(docs) == ["CAT_ANCHOR_BASE_URL=http://judge-routr:8000/v1: no Service named 'judge-routr' in this render"]
+
+
+def test_sqlite_history_in_an_overlay_is_named(tmp_path):
+    docs = user_overlay(tmp_path, """
+        secretGenerator:
+          - name: cat-reward-secrets
+            behavior: merge
+            literals:
+              - CAT_DATABASE_URL=sqlite:////data/history.sqlite3
+        """)
+    assert m.history_problems(docs, "") == [
+        next(f"Secret {d['metadata']['name']}: CAT_DATABASE_URL is not PostgreSQL" for d in docs
+             if d["kind"] == "Secret" and d["metadata"]["name"].startswith("cat-reward-secrets"))
+    ]
