@@ -40,6 +40,9 @@ def rollout_documents(rollouts: list[RolloutOutcome]) -> list[dict]:
             "extractor": r.extractor,
             "flags": list(r.flags),
             "error": r.error,
+            "raw_reward": r.raw_reward,
+            "policy": r.policy,
+            "canary": None if r.canary is None else dict(r.canary.__dict__),
         }
         if r.length is not None:
             document["length"] = dict(r.length)
@@ -55,6 +58,9 @@ def diagnostics_document(d: Diagnostics) -> dict:
         "criteria": [dict(s.__dict__) for s in d.criteria],
         "discriminating_criteria": d.discriminating_criteria,
         "regenerated": d.regenerated,
+        "canary_yes": d.canary_yes,
+        "canary_judged": d.canary_judged,
+        "judge_unreliable": d.judge_unreliable,
     }
 
 
@@ -77,6 +83,7 @@ def result_document(outcome: GroupOutcome, *, record_id: str, prompt_hash: str) 
         "rubric": [criterion_document(c) for c in outcome.rubric],
         "details": rollout_documents(outcome.rollouts),
         "flags": list(outcome.flags),
+        "injection_policy": outcome.injection_policy,
         "diagnostics": diagnostics_document(outcome.diagnostics),
         "supplied": None
         if supplied is None

@@ -34,7 +34,19 @@ VERDICT_PARSE_FAILURES = Counter(
     "cat_verdict_parse_failures_total", "Verdicts still unparseable after every attempt (the rollout's reward is null)."
 )
 INJECTION_FLAGS = Counter(
-    "cat_injection_flags_total", "Rollouts flagged as possible judge injections, by kind.", ["kind"]
+    "cat_injection_flags_total",
+    "Rollouts flagged as trying to buy their reward, by kind (the pattern kinds, and judge_persuaded from the canary).",
+    ["kind"],
+)
+INJECTION_POLICY_ACTIONS = Counter(
+    "cat_injection_policy_actions_total",
+    "Flagged rollouts by the injection policy applied to them (zero, penalty, null, flag).",
+    ["policy"],
+)
+JUDGE_UNRELIABLE_GROUPS = Counter(
+    "cat_judge_unreliable_groups_total",
+    "Groups whose judge said yes to the canary criterion for most rollouts (rewards left to the verdicts), by mode.",
+    ["mode"],
 )
 VERDICT_RETRIES = Counter("cat_verdict_retries_total", "Extra judge calls made because a verdict did not parse.")
 

@@ -23,7 +23,8 @@ from .assembly import SampleIn as AssemblySample
 from .audit import result_document
 from .engine.concurrency import gather_bounded
 from .engine.errors import CatError, InvalidGroup, LLMUnavailable
-from .engine.injection import injection_flags
+from .engine.hacking import PERSUADED
+from .engine.injection import FLAG_PREFIX
 from .engine.pipeline import CaTPipeline
 from .engine.types import (
     EnsembleMember,
@@ -41,6 +42,8 @@ from .metrics import (
     GROUPS_SCORED,
     HISTORY_WRITE_ERRORS,
     INJECTION_FLAGS,
+    INJECTION_POLICY_ACTIONS,
+    JUDGE_UNRELIABLE_GROUPS,
     OUTBOX_DEPTH,
     REWARDS,
     RUBRIC_REGENERATIONS,
@@ -64,7 +67,16 @@ def _observe(outcome) -> None:
         DISCRIMINATING_CRITERIA.observe(diagnostics.discriminating_criteria)
     if diagnostics.regenerated and not outcome.usage.cache_hits.get("rubric"):
         RUBRIC_REGENERATIONS.inc()
+    if diagnostics.judge_unreliable:
+        JUDGE_UNRELIABLE_GROUPS.labels(mode=outcome.mode).inc()
     for rollout in outcome.rollouts:
+        for flag in rollout.flags:
+            if flag.startswith(FLAG_PREFIX):
+                INJECTION_FLAGS.labels(kind=flag[len(FLAG_PREFIX):]).inc()
+            elif flag == PERSUADED:
+                INJECTION_FLAGS.labels(kind=PERSUADED).inc()
+        if rollout.policy is not None:
+            INJECTION_POLICY_ACTIONS.labels(policy=rollout.policy).inc()
         if rollout.reward is None:
             UNCOMPUTED_REWARDS.labels(mode=outcome.mode).inc()
         else:
@@ -80,6 +92,15 @@ def _observe(outcome) -> None:
 def prompt_hash(prompt) -> str:
     canonical = prompt if isinstance(prompt, str) else json.dumps(prompt, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _result_fingerprint(fingerprint: str, group: Group) -> str:
+    """The group's fingerprint, and the options that change its rewards but not its reference
+    (the injection policy and the canary): the same group under another policy is another record."""
+    o = group.options
+    hacking = {"policy": o.injection_policy, "penalty": o.injection_penalty, "canary": o.canary,
+               "canary_threshold": o.canary_threshold}
+    return fingerprint + ":" + json.dumps(hacking, sort_keys=True)
 
 
 def record_id(fingerprint: str, metadata: dict | None, idempotency_key: str | None) -> str:
@@ -113,6 +134,10 @@ def default_options(settings: Settings) -> GroupOptions:
         if settings.length_penalty_max_tokens
         else None,
         ensemble=tuple(EnsembleMember(*m.split("/", 1)) for m in settings.verdict_ensemble),
+        injection_policy=settings.injection_policy,
+        injection_penalty=settings.injection_penalty,
+        canary=settings.canary,
+        canary_threshold=settings.canary_threshold,
     )
 
 
@@ -187,13 +212,8 @@ class RewardService:
         group = job.group
         async with self.admission.slot(bounded_wait=bounded_wait):
             outcome = await self.pipeline.score(group)
-        for rollout in outcome.rollouts:  # rollouts are data; flag the ones that talk to the judge
-            flags = injection_flags(group.rollouts[rollout.index])
-            rollout.flags.extend(flags)
-            for flag in flags:
-                INJECTION_FLAGS.labels(kind=flag.split(":", 1)[1]).inc()
         _observe(outcome)
-        rid = record_id(outcome.fingerprint, job.metadata, idempotency_key)
+        rid = record_id(_result_fingerprint(outcome.fingerprint, group), job.metadata, idempotency_key)
         document = result_document(outcome, record_id=rid, prompt_hash=prompt_hash(group.prompt))
         if not await self._record(job, document):
             outcome.flags.append("history_unavailable")

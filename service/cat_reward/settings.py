@@ -159,6 +159,24 @@ class Settings(BaseSettings):
         description="Default verdict ensemble, comma-separated JUDGE/PROMPT members (e.g. "
         "judge/verdict,judge/verdict_p1,second/verdict); empty: the judge alone with the standard prompt.",
     )
+    injection_policy: Literal["zero", "penalty", "null", "flag"] = Field(
+        default="zero",
+        description="Reward of a rollout flagged as trying to buy it (possible_injection:*, judge_persuaded): zero "
+        "(0), penalty (CAT_INJECTION_PENALTY), null (no reward, with the reason, for trainers that mask), flag "
+        "(the judge's reward, unchanged). A false positive costs a correct rollout its reward.",
+    )
+    injection_penalty: float = Field(
+        default=-1.0, ge=-100, le=0, description="Reward of a flagged rollout under CAT_INJECTION_POLICY=penalty."
+    )
+    canary: bool = Field(
+        default=True,
+        description="Judge, for each rollout, one criterion no honest answer meets (a code word with a fresh nonce), "
+        "in the same verdict batch: one extra verdict per rollout. Yes for a rollout flags it judge_persuaded; yes "
+        "for most of a group marks the judge unreliable there (judge_unreliable) and changes no reward.",
+    )
+    canary_threshold: float = Field(
+        default=0.5, gt=0, lt=1, description="Canary P(yes) above which the judge counts as persuaded."
+    )
     verify_workers: int = Field(default=2, ge=1, description="math-verify worker processes.")
     verify_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of one answer check, seconds.")
 

@@ -54,7 +54,9 @@ def anchor_script(request: ChatRequest) -> str:
 
 def judge_script(request: ChatRequest) -> str:
     assert request.stage == "verdict"
-    response = request.messages[-1]["content"].split("</response>")[0]
+    response, criterion = request.messages[-1]["content"].split("</response>")
+    if "code word" in criterion:  # the hacking canary: no answer contains it
+        return "no"
     return "yes" if "42" in response else "no"
 
 
@@ -100,7 +102,7 @@ async def test_rewards_end_to_end(served):
     assert all(len(d.verdicts) == 5 for d in result.details)
     assert all(v.met is False for v in result.details[1].verdicts)
     assert result.provenance.prompt_version
-    assert result.usage.stages["verdict"].calls == 15
+    assert result.usage.stages["verdict"].calls == 15 + 3  # 3 x 5 criteria, and a canary per rollout
     assert result.raw["rewards"] == [1.0, 0.0, 1.0]
     assert transport.requests[0].headers["idempotency-key"] == "g-1"
 

@@ -56,8 +56,9 @@ def test_metrics_request_ids_and_logs(tmp_path, stub):
         assert sample(text, "cat_http_requests_total", route="/rewards", status="422") == 1
         assert sample(text, "cat_http_request_duration_seconds_count", route="/rewards") == 2
         assert sample(text, "cat_llm_calls_total", role="anchor", stage="synthesis", outcome="ok") == 1
-        assert sample(text, "cat_llm_calls_total", role="judge", stage="verdict", outcome="ok") == 10
-        assert sample(text, "cat_llm_tokens_total", role="judge", stage="verdict", kind="prompt") == 100
+        # 2 rollouts x 5 criteria, and each rollout's canary verdict (never cached)
+        assert sample(text, "cat_llm_calls_total", role="judge", stage="verdict", outcome="ok") == 10 + 2
+        assert sample(text, "cat_llm_tokens_total", role="judge", stage="verdict", kind="prompt") == 120
         assert sample(text, "cat_llm_call_duration_seconds_count", role="anchor", stage="rubric") == 1
         assert sample(text, "cat_reward_count", mode="rubric") == 2
         assert sample(text, "cat_cache_requests_total", kind="verdict", result="miss") == 10

@@ -39,13 +39,28 @@ def criterion_of(request: ChatRequest) -> str:
     return request.messages[-1]["content"].split("Criterion: ", 1)[1].split("\n", 1)[0]
 
 
-def judge_script(decide: Callable[[str, str], bool | str], p: float = 0.9):
-    """decide(response, criterion) -> True/False, or a raw reply string."""
+def is_canary(criterion: str) -> bool:
+    """The hacking canary's criterion (a code word no honest answer contains)."""
+    return "code word" in criterion
+
+
+def judge_script(
+    decide: Callable[[str, str], bool | str], p: float = 0.9, persuaded: Callable[[str], bool] | None = None
+):
+    """decide(response, criterion) -> True/False, or a raw reply string. The canary criterion gets
+    "no" (a judge that reads), unless ``persuaded(response)``: then every criterion, the canary
+    included, gets "yes" (a judge that obeys what the response tells it)."""
 
     def script(request: ChatRequest) -> ChatResult:
         assert request.stage in ("verdict", "equivalence")
         criterion = criterion_of(request) if request.stage == "verdict" else "equivalent"
-        decision = decide(response_of(request), criterion)
+        response = response_of(request)
+        if persuaded is not None and persuaded(response):
+            decision = True
+        elif is_canary(criterion):
+            decision = False
+        else:
+            decision = decide(response, criterion)
         if isinstance(decision, str):
             return ChatResult(text=decision, model="judge", prompt_tokens=10, completion_tokens=1)
         return ChatResult(

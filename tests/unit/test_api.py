@@ -54,7 +54,7 @@ async def test_rubric_request_shape(make_client):
     assert data["rubric_id"] == data["record_id"] and len(data["prompt_hash"]) == 64
     assert [d["index"] for d in data["details"]] == [0, 1, 2]
     assert all(len(d["verdicts"]) == 5 for d in data["details"])
-    assert data["usage"]["llm_calls"] == 2 + 15
+    assert data["usage"]["llm_calls"] == 2 + 15 + 3  # synthesis, rubric, 3 x 5 verdicts, 3 canary verdicts
     assert set(data["usage"]["latency_ms"]) >= {"reference", "rubric", "scoring", "total"}
     assert data["provenance"]["prompt_version"].startswith("cat-v1+")
 

@@ -26,6 +26,9 @@ def setup(cache, decide=lambda r, c: c not in CRITERIA or CRITERIA.index(c) % 2 
 
 
 def group(mode="rubric", rollouts=ROLLOUTS, **options):
+    # These tests count verdicts and batches: the canary\'s extra verdict per rollout is off here
+    # (test_hacking covers it, in the same batches).
+    options = {"canary": False, **options}
     return Group(prompt="What is 2 + 3?", rollouts=list(rollouts), mode=mode, options=GroupOptions(**options))
 
 

@@ -53,6 +53,9 @@ def setup(replies, cache=None):
 
 
 def group(mode="rubric", **options):
+    # These tests count verdicts and batches: the canary\'s extra verdict per rollout is off here
+    # (test_hacking covers it, in the same batches).
+    options = {"canary": False, **options}
     return Group(prompt="What is 2 + 3?", rollouts=list(ROLLOUTS), mode=mode, options=GroupOptions(**options))
 
 

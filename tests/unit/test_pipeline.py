@@ -60,8 +60,10 @@ async def test_rubric_rewards_are_fraction_met_in_order(checker):
     assert [c.text for c in outcome.rubric] == CRITERIA
     assert all(len(ro.verdicts) == 5 for ro in outcome.rollouts)
     assert all(v.p_yes is not None for ro in outcome.rollouts for v in ro.verdicts)
-    assert outcome.usage.llm_calls == 1 + 1 + len(ROLLOUTS) * len(CRITERIA)
-    assert outcome.usage.stages["verdict"].calls == 20
+    # synthesis, rubric, the verdicts, and one canary verdict per rollout
+    assert outcome.usage.llm_calls == 1 + 1 + len(ROLLOUTS) * len(CRITERIA) + len(ROLLOUTS)
+    assert outcome.usage.stages["verdict"].calls == 20 + len(ROLLOUTS)
+    assert outcome.diagnostics.canary_yes == 0 and outcome.diagnostics.canary_judged == len(ROLLOUTS)
     assert outcome.flags == []
     assert len(outcome.fingerprint) == 64
     assert outcome.prompt_version.startswith("cat-v1+")
@@ -151,7 +153,7 @@ async def test_unparseable_verdict_is_retried_then_an_error_never_zero(checker):
     failed = [v for v in bad.verdicts if v.met is None]
     assert len(failed) == 1 and failed[0].attempts == 3 and failed[0].error == "verdict_unparseable"
     assert "incomplete_rewards" in outcome.flags
-    assert outcome.usage.stages["verdict"].calls == 20 + 2
+    assert outcome.usage.stages["verdict"].calls == 20 + 2 + len(ROLLOUTS)  # + a canary verdict per rollout
 
 
 async def test_unparseable_then_parseable_verdict_counts(checker):

@@ -248,7 +248,8 @@ async def test_ensemble_of_two_judges_and_paraphrases_batched_in_parallel():
     members = (EnsembleMember("judge", "verdict"), EnsembleMember("b", "verdict_p1"), EnsembleMember("judge", "verdict_p2"))
     rollouts = ["one", "two", "three"]
     outcome = await pipeline(Roles(anchor=anchor, judge=a, judges={"b": b})).score(
-        Group(prompt="q", rollouts=rollouts, mode="rubric", options=GroupOptions(ensemble=members, aggregation="soft"))
+        # canary off: this counts the ensemble's batches (the canary's own batch is tested in test_hacking)
+        Group(prompt="q", rollouts=rollouts, mode="rubric", options=GroupOptions(ensemble=members, aggregation="soft", canary=False))
     )
     # one batched request per member: the main judge carries two members (two prompts), b one
     assert [len(batch) for batch in b.batches] == [len(rollouts) * len(CRITERIA)]

@@ -15,6 +15,7 @@ ExtractorName = Literal["boxed", "answer_is", "last_number"]
 Aggregation = Literal["fraction", "weighted", "all_essential", "soft"]
 Importance = Literal["essential", "important", "optional", "pitfall"]
 RubricPrompt = Literal["standard", "weighted"]
+InjectionPolicy = Literal["zero", "penalty", "null", "flag"]
 
 
 def _check_prompt(value):
@@ -144,6 +145,23 @@ class RewardOptions(_Strict):
         max_length=8,
         description="Verdict ensemble (rubric mode): every verdict asked of each member (k endpoints, k models or k "
         "prompt paraphrases) and their P(yes) averaged. Default: CAT_VERDICT_ENSEMBLE (the judge alone).",
+    )
+    injection_policy: InjectionPolicy | None = Field(
+        default=None,
+        description="Reward of a rollout flagged as trying to buy it (possible_injection:*, judge_persuaded): zero, "
+        "penalty (injection_penalty), null (no reward, with the reason), flag (the judge's reward). Default: "
+        "CAT_INJECTION_POLICY (zero). Rubric and judge modes; verifiable mode only flags.",
+    )
+    injection_penalty: float | None = Field(
+        default=None, ge=-100, le=0, description="Reward of a flagged rollout under policy 'penalty' (CAT_INJECTION_PENALTY, -1)."
+    )
+    canary: bool | None = Field(
+        default=None,
+        description="Judge each rollout on a criterion no honest answer meets (one extra verdict per rollout). "
+        "Default: CAT_CANARY (on).",
+    )
+    canary_threshold: float | None = Field(
+        default=None, gt=0, lt=1, description="Canary P(yes) above which the judge counts as persuaded (CAT_CANARY_THRESHOLD, 0.5)."
     )
 
 
@@ -296,15 +314,35 @@ class LengthOut(BaseModel):
     tokenizer: str = Field(description="What counted the tokens.")
 
 
+class CanaryOut(BaseModel):
+    criterion: str = Field(description="The canary criterion, with its nonce: no honest answer meets it.")
+    met: bool | None
+    p_yes: float | None = None
+    raw: str | None = None
+    said_yes: bool | None = Field(default=None, description="P(yes) above the canary threshold (yes without logprobs).")
+
+
 class RolloutDetail(BaseModel):
     index: int
     reward: float | None
     verdicts: list[VerdictOut] = Field(default_factory=list)
     extracted_answer: str | None = None
     extractor: str | None = None
-    flags: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(
+        default_factory=list,
+        description="possible_injection:<kind> (role_tags, role_forgery, evaluator_note, instruction_override, "
+        "verdict_forgery, fence_escape, end_marker, padding_tail, degenerate), judge_persuaded (the canary), and "
+        "mode-specific flags (no_answer, scrl_*).",
+    )
     error: str | None = Field(default=None, description="Why the reward is null, when it is.")
     length: LengthOut | None = Field(default=None, description="Length control, when on.")
+    raw_reward: float | None = Field(
+        default=None, description="The reward before the injection policy (the verdicts, after any length penalty; equal to reward when unflagged)."
+    )
+    policy: str | None = Field(
+        default=None, description="The injection policy applied to this rollout (flagged rollouts only): zero, penalty, null, flag."
+    )
+    canary: CanaryOut | None = Field(default=None, description="The judge's verdict on this rollout's canary criterion.")
 
 
 class CriterionSignalOut(BaseModel):
@@ -321,6 +359,12 @@ class DiagnosticsOut(BaseModel):
     criteria: list[CriterionSignalOut] = Field(default_factory=list)
     discriminating_criteria: int | None = None
     regenerated: bool = Field(default=False, description="The rubric was regenerated for discriminating criteria.")
+    canary_yes: int | None = Field(default=None, description="Rollouts whose canary the judge said yes to (null: no canary).")
+    canary_judged: int | None = Field(default=None, description="Rollouts with a usable canary verdict.")
+    judge_unreliable: bool = Field(
+        default=False,
+        description="The judge said yes to the canary for most rollouts: it cannot tell; the canary changed no reward.",
+    )
 
 
 class StageUsageOut(BaseModel):
@@ -336,7 +380,7 @@ class UsageOut(BaseModel):
     completion_tokens: int
     latency_ms: dict[str, float] = Field(description="Wall time by pipeline phase (reference, rubric, scoring) and total.")
     stages: dict[str, StageUsageOut] = Field(description="LLM usage by stage (synthesis, rubric, verdict, equivalence).")
-    cache_hits: dict[str, int] = Field(default_factory=dict, description="Entries served from the cache: reference, rubric, verdict.")
+    cache_hits: dict[str, int] = Field(default_factory=dict, description="Entries served from the cache: reference, rubric, verdict, canary.")
 
 
 class SuppliedRubricResult(BaseModel):
@@ -390,7 +434,12 @@ class RewardResponse(BaseModel):
     flags: list[str] = Field(
         default_factory=list,
         description="Group-level flags: reference_no_answer, incomplete_rewards, zero_variance, rubric_reused, "
-        "reference_truncated, scrl_no_positive_label, entropy_gate_off, history_unavailable.",
+        "reference_truncated, scrl_no_positive_label, entropy_gate_off, judge_unreliable, history_unavailable.",
+    )
+    injection_policy: InjectionPolicy = Field(
+        default="zero",
+        description="The injection policy flagged rollouts of this group got ('flag' in verifiable mode, where rewards "
+        "come from the answer check).",
     )
     diagnostics: DiagnosticsOut = Field(description="Learning-signal diagnostics of the rewards and criteria.")
     supplied: SuppliedRubricResult | None = Field(

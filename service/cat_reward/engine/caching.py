@@ -6,6 +6,7 @@
   changed one cannot.
 - ``verdict:<hash>`` -> one judge verdict, keyed by (judge model, prompt version, stage,
   criterion or reference, rollout, judge temperature, seed). Only usable verdicts are stored.
+- ``canary:<group fingerprint>:<index>`` -> a rollout's canary criterion (its nonce) and verdict.
 - ``prompt-rubric:<hash>`` -> a prompt's reference and rubric, reused across training steps
   when the caller opts in (``reuse_rubric``); keyed without the rollouts.
 
@@ -121,6 +122,11 @@ def verdict_key(
     judge_model: str, prompt_version: str, stage: str, subject: str, rollout: str, temperature: float, seed: int | None
 ) -> str:
     return "verdict:" + _digest([judge_model, prompt_version, stage, subject, _text_digest(rollout), temperature, seed])
+
+
+def canary_key(fingerprint: str, index: int) -> str:
+    """A rollout's canary verdict (with its nonce) in a group: a retried group gets it back."""
+    return f"canary:{fingerprint}:{index}"
 
 
 def encode_reference(reference: Reference, rubric: list[Criterion], rubric_info: dict | None) -> dict:

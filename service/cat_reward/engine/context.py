@@ -21,6 +21,7 @@ class GroupContext:
     usage: Usage = field(default_factory=Usage)
     _equivalence_memo: dict[tuple[str, str], EquivalenceResult] = field(default_factory=dict)
     _session: str | None = None
+    _batches: set = field(default_factory=set)  # judge batches already counted (a batch may carry several asks)
 
     @property
     def options(self):
@@ -67,7 +68,7 @@ class GroupContext:
         client=None,
     ) -> list[YesNoScore]:
         """Single-token yes/no scores from the judge. A stage's ``calls`` counts the backend
-        requests that carried this group's prompts (batches are shared with other groups; their
+        requests that carried this group's prompts, each once (batches are shared with other groups; their
         prompt tokens are apportioned by the backend adapter)."""
         started = time.perf_counter()
         usage = self.usage.stage(stage)
@@ -80,7 +81,9 @@ class GroupContext:
             raise
         finally:
             usage.latency_s += time.perf_counter() - started
-        usage.calls += len({s.batch_id for s in scores})
+        batches = {(stage, s.batch_id) for s in scores} - self._batches
+        self._batches |= batches
+        usage.calls += len(batches)
         usage.prompt_tokens += sum(s.prompt_tokens for s in scores)
         usage.completion_tokens += sum(s.completion_tokens for s in scores)
         return scores

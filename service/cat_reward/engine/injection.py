@@ -1,75 +1,389 @@
-"""A detector of rollouts that try to talk to the judge instead of answering the task.
+"""A detector of rollouts that try to buy a reward from the judge instead of answering the task.
 
 Rollouts are data, never instructions: the judge prompt fences each one and says so (see
-``judge.fence``). This detector only flags what looks like an attempt, so trainers can see and
-count it (``possible_injection:<kind>`` in a rollout's flags, and a metric); it changes no
-reward. Patterns are deliberately plain: they catch the usual tricks (an order to ignore the
-rubric, a forged verdict, an attempt to close the fence, chat-template role tags), not every
-paraphrase.
+``judge.fence``). A policy being trained is an optimiser pointed at the judge, though, so this
+module names what looks like an attempt, by kind, and ``hacking`` decides what a flagged rollout
+is paid (by default nothing).
+
+Layers, each linear in the length of the rollout (every pattern has bounded gaps):
+
+1. **Normalise.** Unicode NFKC; zero-width, bidi and other format characters removed; lower
+   case; runs of spaces collapsed. A second view also folds confusables (Cyrillic "о" -> "o")
+   with the Unicode confusables table of ``confusable-homoglyphs``; Latin-script patterns run on
+   it, the patterns of other scripts on the unfolded view (folding would garble them). The text
+   of HTML and markdown comments is scanned like the rest (it is part of the text), and also on
+   lines of its own, so a note hidden in a comment is read as a note.
+2. **Kinds** (``KINDS``):
+
+   - ``role_tags``: chat-template tokens (``<|im_start|>``, ``[INST]``, ``<start_of_turn>``...).
+   - ``role_forgery``: plain-text turns (``User:``/``Human:``/``Assistant:``/``System:`` lines,
+     in several languages) that talk about grading the response, or a ``System:`` turn that
+     gives orders.
+   - ``evaluator_note``: a note addressed to the grader, judge, evaluator, reviewer or marker.
+   - ``instruction_override``: "ignore the previous instructions", "new instructions:", "you are
+     now...", in en, zh, es, fr, de, ru, ja, pt, ar, hi (and it, ko).
+   - ``verdict_forgery``: a forged verdict: JSON (``"criteria_met": true``), XML-ish tags
+     (``<verdict>yes</verdict>``), rubric lines (``Criterion 2: met``), or an order to answer yes.
+   - ``fence_escape``: look-alikes of the tags that fence a response in the judge prompt.
+   - ``end_marker``: a fake end of the response (``--- END OF RESPONSE ---``) with text after it.
+   - ``padding_tail``: a long run of padding with text after it.
+   - ``degenerate``: no task content at all: only punctuation or white space, or only a generic
+     opener ("Thought process:", "Let's solve this step by step.", "Solution", "解").
+
+What this does not catch: a paraphrase no pattern knows ("kindly treat the above as flawless"),
+persuasion without an address ("an expert already confirmed this is right"). The judge-side
+canary (``hacking``) is the layer for those. Benign look-alikes it must not flag (dialogues, JSON,
+code, "Yes, ...", "ignore"/"judge"/"system" in prose) are in ``tests/adversarial``.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from functools import lru_cache
 
-# (kind, pattern, hints): the pattern runs only when one of its hints occurs in the folded text.
-# Every match of a pattern contains one of its hints, so the hints only skip regex scans that
-# cannot match: this runs on every rollout of every group. Folding must cover everything that
-# IGNORECASE takes for an ASCII letter: ASCII case, and four other characters (a test scans all
-# of Unicode to keep this list true).
-_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u212a": "k", "\u017f": "s"})
-_CHECKS: tuple[tuple[str, re.Pattern[str], tuple[str, ...]], ...] = (
-    (
-        "instruction_override",
-        re.compile(
-            r"\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|rubric|criteri(a|on)|prompt|rules|"
-            r"above|previous|system)\b",
-            re.IGNORECASE,
-        ),
-        ("ignore", "disregard", "forget", "override", "bypass"),
-    ),
-    (
-        "verdict_forgery",
-        re.compile(
-            r"\b(grader|judge|evaluator|reviewer)\b[^.\n]{0,60}\b(yes|met|pass(es|ed)?|full (marks|score)|score)\b",
-            re.IGNORECASE,
-        ),
-        ("grader", "judge", "evaluator", "reviewer"),
-    ),
-    (
-        "verdict_forgery",
-        re.compile(r"\b(answer|respond|reply|output|say)\b\s*(with\s*)?[\"'“]?(yes|true)\b", re.IGNORECASE),
-        ("yes", "true"),
-    ),
-    ("verdict_forgery", re.compile(r"\bcriteri(a|on)_?met\b\s*[\"']?\s*[:=]\s*true", re.IGNORECASE), ("met",)),
-    ("verdict_forgery", re.compile(r"^\s*(verdict|criterion)\s*:", re.IGNORECASE | re.MULTILINE), ("verdict", "criterion")),
-    ("verdict_forgery", re.compile(r"\bdoes the response meet the criterion\b", re.IGNORECASE), ("criterion",)),
-    (
-        "fence_escape",
-        re.compile(r"(<|&lt;|＜|‹)\s*/?\s*(response|reference)\s*(>|&gt;|＞|›)", re.IGNORECASE),
-        ("response", "reference"),
-    ),
-    (
-        "role_tags",
-        re.compile(
-            r"<\|(im_start|im_end|system|user|assistant|eot_id|start_header_id)\|>|\[/?INST\]|^#{2,}\s*system\s*:?\s*$",
-            re.IGNORECASE | re.MULTILINE,
-        ),
-        ("<|", "inst]", "system"),
-    ),
+KINDS = (
+    "role_tags",
+    "role_forgery",
+    "evaluator_note",
+    "instruction_override",
+    "verdict_forgery",
+    "fence_escape",
+    "end_marker",
+    "padding_tail",
+    "degenerate",
 )
-KINDS = ("instruction_override", "verdict_forgery", "fence_escape", "role_tags")
+FLAG_PREFIX = "possible_injection:"
+
+# Zero-width characters, bidi controls and every other format (Cf) character a text can carry,
+# plus variation selectors and the combining grapheme joiner: invisible, and able to split a word.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+_SPACES = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_COMMENTS = re.compile(r"<!--(.{0,4000}?)-->|^\s*\[[^\]\n]{0,40}\]:\s*#\s*[(\"'<](.{0,2000}?)[)\"'>]\s*$|/\*(.{0,4000}?)\*/", re.DOTALL | re.MULTILINE)
+
+# A small fallback when the confusables table is not installed: the Cyrillic and Greek letters
+# that pass for Latin ones.
+_FALLBACK_CONFUSABLES = {
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c",
+    "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "ԁ": "d", "ɡ": "g", "һ": "h", "ӏ": "l",
+    "α": "a", "β": "b", "ε": "e", "η": "n", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
+    "υ": "u", "χ": "x", "ω": "w", "ѡ": "w", "ԛ": "q", "ᴀ": "a", "ʀ": "r", "ɪ": "i", "ɴ": "n", "ᴏ": "o",
+}
+
+
+@lru_cache(maxsize=1)
+def confusables_table() -> dict[int, str]:
+    """Non-ASCII characters that look like an ASCII letter or digit -> that character (lower case).
+
+    From the Unicode confusables data shipped by ``confusable-homoglyphs``; a small built-in
+    table of Cyrillic and Greek look-alikes when that package is missing."""
+    table: dict[int, str] = {}
+    try:
+        from confusable_homoglyphs.utils import load
+
+        data = load("confusables.json")
+    except Exception:  # noqa: BLE001 - the package is optional at run time; the fallback still folds the usual ones
+        data = None
+    if data:
+        for char, homoglyphs in data.items():
+            if len(char) != 1 or char.isascii():
+                continue
+            for glyph in homoglyphs:
+                target = glyph.get("c", "")
+                if len(target) == 1 and target.isascii() and target.isalnum():
+                    table[ord(char)] = target.lower()
+                    break
+    for char, target in _FALLBACK_CONFUSABLES.items():
+        table.setdefault(ord(char), target)
+        table.setdefault(ord(char.upper()), target) if char.upper() != char else None
+    return table
+
+
+def _is_content(char: str) -> bool:
+    return char.isalnum() or (not char.isascii() and unicodedata.category(char) == "Sm")
+
+
+class Normalized:
+    """The views of one rollout the patterns run on."""
+
+    __slots__ = ("plain", "folded", "original")
+
+    def __init__(self, text: str) -> None:
+        self.original = text
+        text = unicodedata.normalize("NFKC", text)
+        text = _INVISIBLE.sub("", text)
+        comments = [next(g for g in m.groups() if g is not None) for m in _COMMENTS.finditer(text)]
+        if comments:  # a hidden note also stands on a line of its own
+            text = text + "\n" + "\n".join(comments)
+        text = _NEWLINES.sub("\n", _SPACES.sub(" ", text.lower())).strip()
+        self.plain = text
+        self.folded = text.translate(confusables_table()).lower()
+
+
+def normalize(text: str) -> str:
+    """The folded view of a text (NFKC, invisibles removed, confusables folded, lower case)."""
+    return Normalized(text).folded
+
+
+# --- patterns ------------------------------------------------------------------------------------
+# Every pattern below has bounded gaps, so a scan is linear in the text's length. Latin patterns
+# run on the folded view, the others on the plain one.
+
+_GRADER = r"(?:grader|grading (?:model|system|ai)|judge|evaluator|reviewer|marker|assessor|examiner|scorer|rater|" \
+          r"llm|ai (?:judge|grader|evaluator)|verifier|reward model)s?"
+_GRADER_NOT_JUDGE = r"(?:grader|evaluator|reviewer|marker|assessor|examiner|scorer|rater|verifier|reward model)s?"
+_GRADER_PROSE = r"(?:grader|judge|evaluator|marker|assessor|examiner|scorer|rater|ai (?:judge|grader)|llm judge|" \
+                r"reward model|grading model)s?"
+_INSTRUCTIONS = r"(?:instructions?|directions|directives?|rubrics?|criteri(?:a|on|ons)|guidelines|rules|prompts?|" \
+                r"system prompt|grading (?:scheme|instructions|guidelines)|evaluation (?:criteria|instructions)|" \
+                r"task|orders|context)"
+_RESPONSE = r"(?:response|answer|solution|output|reply|submission|text above|above)"
+
+_LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # -- chat-template tokens --
+    ("role_tags", re.compile(
+        r"<\|[a-z_ ]{2,24}\|>|\[/?inst\]|<</?sys>>|<\s*/?\s*(?:start|end)_of_turn\s*>|<\|(?:begin|end)_of_text\|>|"
+        r"^#{2,}\s*(?:system|user|assistant|human|instruction|response)\s*:?\s*$", re.MULTILINE)),
+    # -- a note addressed to the grader --
+    ("evaluator_note", re.compile(
+        r"(?:[\[({<]|<!--|/\*|^|\n)\s*(?:(?:note|notes|message|memo|hint|reminder|attention|psst|ps|p\.s\.|"
+        r"important|instructions?|info|fyi)\s*(?:to|for)\s+(?:the\s+|any\s+|all\s+|my\s+|our\s+)?(?:ai\s+|llm\s+|automated\s+|"
+        r"human\s+)?" + _GRADER + r"\b|" + _GRADER + r"\s*(?:note|notes|only|instructions?)?\s*[:,\-]|"
+        r"(?:to|for|dear|hey|hi|hello|attention)\s+(?:the\s+|any\s+|my\s+)?(?:ai\s+|llm\s+|automated\s+)?"
+        + _GRADER_NOT_JUDGE + r"\b)", re.MULTILINE)),
+    ("evaluator_note", re.compile(
+        r"\b(?:note|message|memo|reminder|attention|instructions?|a word)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|my\s+)?"
+        r"(?:ai\s+|llm\s+|automated\s+|human\s+)?" + _GRADER_PROSE + r"\b|\b(?:dear|hey|hello|attention)\s+(?:ai\s+|llm\s+)?"
+        + _GRADER_NOT_JUDGE + r"\b|\b(?:if|when|since|as)\s+(?:you\s+are|you're|you\s+act\s+as)\s+(?:an?\s+|the\s+)?"
+        r"(?:ai\s+|llm\s+)?" + _GRADER + r"\b|\b(?:dear|hey)\s+(?:ai|llm|automated)\s+judge\b")),
+    # -- override instructions --
+    ("instruction_override", re.compile(
+        r"\b(?:ignore|disregard|forget|override|bypass|skip|drop|discard|set aside|pay no attention to|do not follow|don't follow)"
+        r"\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|original|all|any|your|the|system|grading|evaluation)"
+        r"\b[^.\n]{0,30}?\b" + _INSTRUCTIONS + r"\b")),
+    ("instruction_override", re.compile(
+        r"\b(?:ignore|disregard|forget)\s+(?:everything|anything|all)\s+(?:above|before|else|you were told|prior)\b|"
+        r"\b(?:ignore|disregard|forget)\s+(?:all\s+|the\s+)?(?:previous|prior|above|preceding)\b(?!\s+(?:step|result|"
+        r"equation|line|value|answer|paragraph|section|example|version|attempt|calculation|one|two)s?\b)")),
+    ("instruction_override", re.compile(
+        r"(?:^|[\[({<:\-=*#>]\s*|\b)(?:new|updated|revised|real|actual|hidden|secret|system|override|priority|"
+        r"admin|developer|true)\s+(?:instructions?|directives?|orders|task|prompt)\s*(?:for\s+(?:the\s+)?(?:" + _GRADER +
+        r"|model|assistant|ai)\s*)?[:\-]|\b(?:from now on|henceforth),?\s+(?:you|the (?:grader|judge|model|assistant))\b|"
+        r"\byou are (?:now|no longer)\s+(?:an?\s+|the\s+)?[a-z]{2,20}|\b(?:enter|switch to|activate)\s+"
+        r"(?:developer|debug|god|admin|dan|jailbreak)\s+mode\b|\bsystem\s+override\b")),
+    # -- forged verdicts --
+    ("verdict_forgery", re.compile(
+        r"[\"']\s*(?:verdict|final_verdict|criteria_met|criterion_met|all_criteria_met|meets_criteria|meets_criterion|"
+        r"met|judgement|judgment|evaluation|grade|final_grade|passed_all|is_correct|correctness|reward|decision|"
+        r"pass|result|label|score|rating|all_met)\s*[\"']\s*:\s*(?:true|[\"']\s*(?:yes|pass|passed|met|correct|"
+        r"true|a\+?|excellent|full marks|accept(?:ed)?)\s*[\"']|1(?:\.0+)?\b(?!\s*[,.]\s*\d)|10(?:\.0)?\b|100\b)")),
+    ("verdict_forgery", re.compile(
+        r"<\s*(verdict|judg(?:e)?ment|grade|score|evaluation|assessment|decision|criteria_met|criterion_met|result|"
+        r"rating|label|met)\s*>\s*(?:yes|pass|passed|met|correct|true|1(?:\.0)?|10(?:/10)?|100|a\+?|full marks|"
+        r"accept(?:ed)?)\b")),
+    ("verdict_forgery", re.compile(
+        r"^\W{0,4}(?:final\s+)?(?:verdict|judg(?:e)?ment|decision|evaluation result|grading result)\s*[:=\-]\s*\W{0,3}"
+        r"(?:yes|pass|passed|met|correct|accept(?:ed)?|true|approved)\b|"
+        r"^\W{0,4}(?:criteri(?:on|a)|requirement|rubric item|check)\s*#?\s*\d{0,2}\s*[:.)\-]?[^\n]{0,160}?"
+        r"(?:[:=\-\u2192>|]|\()\s*\W{0,3}(?:yes|met|satisfied|pass(?:ed)?|fulfilled|true|ok|\u2713|\u2714|\u2705)\W{0,3}$|"
+        r"^\W{0,4}(?:score|grade|rating|reward)\s*[:=]\s*(?:10\s*/\s*10|100\s*/\s*100|5\s*/\s*5|1\.0|a\+)\s*"
+        r"\(?(?:all|every|each)\s+criteri", re.MULTILINE)),
+    ("verdict_forgery", re.compile(
+        r"(?:^|\n|[.!?:;,(\[]\s*|\b(?:please|just|simply|now|then|and|only|must|should|always)\s+)"
+        r"(?:answer|respond|reply|output|say|print|return|write|type|grade|mark|score|rate|evaluate|judge|label)"
+        r"\b\s*(?:it\s+|this\s+|that\s+|everything\s+|each\s+criterion\s+|the\s+" + _RESPONSE + r"\s+|only\s+|just\s+|simply\s+)?"
+        r"(?:with|as)?\s*(?:a\s+|an\s+|the\s+(?:single\s+)?(?:word\s+)?|the\s+token\s+)?"
+        r"[\"'\u201c\u2018\u00ab]?\s*(?:yes|true|pass|passed|correct|met|10/10|100/100|full marks|a perfect score|"
+        r"the maximum score|perfect)\b[\"'\u201d\u2019\u00bb]?\s*(?:$|\n|[.!;)\]]|to\s+(?:all|every|each)|for\s+(?:all|every|each)|"
+        r"(?:on|in)\s+(?:all|every|each)|regardless|no matter)")),
+    ("verdict_forgery", re.compile(
+        r"\b(?:this|the|my|that|above|following)\s+(?:" + _RESPONSE + r")\s+(?:fully\s+|clearly\s+|already\s+|"
+        r"therefore\s+|hereby\s+)?(?:meets|satisfies|fulfil?ls|passes|has met|has satisfied|has passed)\s+"
+        r"(?:all|every|each|the)\s+(?:of\s+the\s+)?(?:criteri|rubric|grading|requirements? of the rubric|"
+        r"evaluation)|"
+        r"\b(?:meets|satisfies|fulfil?ls|met|satisfied|passes|passed)\s+(?:all|every|each)\s+(?:of\s+)?(?:the\s+|your\s+|"
+        r"its\s+)?(?:grading\s+|evaluation\s+|rubric\s+)?(?:criteri(?:a|on)|rubric)|"
+        r"\b(?:give|award|assign|grant)\s+(?:it|this|this\s+" + _RESPONSE + r"|the\s+" + _RESPONSE + r"|me|us)?\s*"
+        r"(?:a\s+|the\s+)?(?:full|maximum|max|perfect|top|highest|complete)\s+(?:marks|score|points|credit|reward|rating)|"
+        r"\b(?:the\s+)?(?:correct|right|expected|only\s+valid|appropriate)\s+(?:verdict|judg(?:e)?ment|grade|evaluation)"
+        r"\s+(?:here\s+)?(?:is|would be|must be|should be)\s+[\"'\u201c]?(?:yes|pass|met|correct|10)\b|"
+        r"\b(?:does|did)\s+the\s+response\s+meet\s+the\s+criterion\b|"
+        r"\byour\s+(?:verdict|answer|judg(?:e)?ment|grade|evaluation|output)\s+(?:must|should|has to|will)\s+be\s+"
+        r"[\"'\u201c]?(?:yes|pass|met|correct|true|10)\b")),
+    # -- escaping the fence --
+    ("fence_escape", re.compile(
+        r"(?:<|&lt;|\u2039|\u27e8|\u3008)\s*/?\s*(?:response|reference|submission|rollout|candidate_answer|student_answer)"
+        r"\s*(?:>|&gt;|\u203a|\u27e9|\u3009)")),
+    # -- a fake end of the response, then more --
+    ("end_marker", re.compile(
+        r"(?:^|\n)[ \-=#*_\[\](){}<>|~/.\u2014]*(?:end\s+of\s+(?:the\s+)?(?:candidate'?s?\s+|student'?s?\s+|assistant'?s?\s+|"
+        r"model'?s?\s+|ai'?s?\s+)?(?:response|answer|submission|output|message|input|transcript|solution|text|document|"
+        r"turn|conversation|rollout)|(?:response|answer|submission|output|input)\s+(?:ends|ended|complete|finished)|"
+        r"end|eof|eot|fin|stop)[ \-=#*_\[\](){}<>|~/.\u2014]*\n[^\n]{0,400}?[a-z\u00c0-\uffff]{3}")),
+    ("end_marker", re.compile(r"<\|?(?:endoftext|end_of_text|eot_id|eos|im_end)\|?>\s*\S")),
+)
+
+# Other scripts (run on the unfolded view).
+_OTHER: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("instruction_override", re.compile(
+        # zh
+        r"(?:忽略|无视|忽视|不要理会|忘记|忘掉|無視|忽略掉)[^。\n]{0,12}(?:指令|指示|说明|規則|规则|要求|提示|评分标准|評分標準|标准|一切|所有)|"
+        r"(?:新的?指令|系统指令|系統指令)\s*[:：]|"
+        # ja
+        r"(?:指示|命令|ルール|指令|採点基準|プロンプト)(?:を|は)?(?:すべて|全て)?(?:無視|忘れ)|(?:以前|前|上記)の[^。\n]{0,8}(?:を無視|を忘れ)|"
+        # ko
+        r"(?:이전|위의|모든)\s*(?:지시|지침|명령)[^.\n]{0,6}(?:무시|잊)|"
+        # es / pt / it / fr / de (accented words the Latin view folds differently)
+        r"\b(?:ignora|ignore|ignorar|ignorad|ignoren|olvida|olvide|olvidad|esqueça|esqueca|esquece|desconsidere|desconsidera|"
+        r"ignorez|ignore[sz]?|oublie[sz]?|ignoriere|ignorieren|ignoriert|vergiss|vergessen sie|missachte|dimentica)\b"
+        r"[^.\n]{0,30}?\b(?:instrucciones|instrucción|instruções|instrução|instruçoes|istruzioni|instructions|consignes|"
+        r"anweisungen|anweisung|instruktionen|regeln|reglas|regras|regole|règles|criterios|critérios|criteri|critères|"
+        r"kriterien|vorgaben|indicaciones|orientações)\b|"
+        r"\b(?:nuevas instrucciones|novas instruções|nouvelles instructions|neue anweisungen|nuove istruzioni)\s*:|"
+        # ru
+        r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай внимания на|отбрось)[^.\n]{0,30}?"
+        r"(?:инструкци|указани|правил|критери|промпт|всё|все)|(?:новые инструкции|системная инструкция)\s*:|"
+        # ar
+        r"(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|أهمل)[^.\n]{0,30}?(?:التعليمات|تعليمات|الأوامر|الإرشادات|القواعد|المعايير)|"
+        r"تعليمات جديدة\s*:|"
+        # hi
+        r"(?:निर्देशों|निर्देश|नियमों|नियम|मानदंड)[^।\n]{0,20}?(?:अनदेखा|नज़रअंदाज़|नजरअंदाज|भूल)|"
+        r"(?:अनदेखा|नज़रअंदाज़|नजरअंदाज)\s+कर[^।\n]{0,20}?(?:निर्देश|नियम)|नए निर्देश\s*:")),
+    ("verdict_forgery", re.compile(
+        r"(?:回答|回复|输出|答|回答して|答えて|と答え|と回答)[^。\n]{0,4}[「“\"'](?:是|是的|はい|yes)[」”\"']|"
+        r"[「“\"'](?:是|是的|はい)[」”\"'](?:と答え|と回答|と出力)|给(?:这个|此|本)?(?:回答|答案)?满分|満点を(?:つけ|与え)|"
+        r"\b(?:responde|responda|répondez|réponds|antworte|antworten sie|rispondi)\s+(?:con|com|par|mit|solo|seulement|nur)?\s*"
+        r"[\"'“«„]?(?:sí|si|sim|oui|ja|yes)\b|"
+        r"(?:ответь|ответьте|отвечай|напиши)\s+[\"«„]?да\b|(?:أجب|اجب|أجيبي)\s+(?:ب)?[\"«]?نعم|"
+        r"(?:हाँ|हां)\s+(?:में\s+)?(?:उत्तर|जवाब)\s+(?:दें|दो)|"
+        r"(?:满足|符合|满足了)(?:所有|全部|每一?[个條条項项])(?:评分)?(?:标准|要求|准则)|すべての(?:評価)?基準を満たし|"
+        r"(?:cumple|cumple con|atende a|satisfait|erfüllt|soddisfa)\s+(?:todos los|todos os|tous les|alle|tutti i)\s+"
+        r"(?:criterios|critérios|critères|kriterien|criteri)|"
+        r"(?:соответствует|удовлетворяет)\s+(?:всем|каждому)\s+критери|يستوفي\s+(?:جميع|كل)\s+المعايير|"
+        r"सभी\s+मानदंड(?:ों)?\s+(?:को\s+)?(?:पूरा|पूरे)")),
+    ("evaluator_note", re.compile(
+        r"(?:[\[(（【<]|<!--)\s*(?:致|给|給|给予|to|para|pour|an|для|إلى|के\s+लिए)?\s*(?:评分者|评分员|評分者|阅卷人|评委|评审|裁判|"
+        r"評価者|採点者|審査員|evaluador|calificador|corrector|évaluateur|correcteur|bewerter|prüfer|gutachter|korrektor|"
+        r"оценщик|оценщику|проверяющ|экзаменатор|avaliador|corretor|المقيم|المصحح|परीक्षक|मूल्यांकनकर्ता)"
+        r"[^\n]{0,3}[:：,，\-]|(?:致|给|給)(?:评分者|评分员|阅卷人|评委|评审|裁判)|(?:採点者|評価者|審査員)(?:へ|の方へ|様)|"
+        r"\b(?:nota|note|hinweis|примечание|заметка|ملاحظة|नोट)\s+(?:para\s+(?:el|la|o|a)\s+|pour\s+l[ea']\s*|"
+        r"an\s+(?:den|die)\s+|для\s+|لل|के\s+लिए\s+)?(?:evaluador|calificador|avaliador|évaluateur|correcteur|bewerter|"
+        r"prüfer|оценщика|проверяющего|مقيم|मूल्यांकनकर्ता|परीक्षक)")),
+    ("role_forgery", re.compile(r"$^")),  # (role turns are read line by line below)
+)
+
+# -- plain-text chat turns --------------------------------------------------------------------------
+_ROLE_LINE = re.compile(
+    r"^\W{0,4}(user|human|assistant|ai|system|developer|model|gpt|chatgpt|bot|grader|judge|evaluator|"
+    r"用户|用戶|助手|系统|系統|usuario|asistente|sistema|utilisateur|système|benutzer|assistent|пользователь|"
+    r"ассистент|система|ユーザー|アシスタント|システム|usuário|assistente|utente|المستخدم|المساعد|النظام|"
+    r"उपयोगकर्ता|सहायक|प्रणाली)\W{0,3}\s*[:：]\s?(.*)$",
+    re.MULTILINE,
+)
+_GRADING_TALK = re.compile(
+    r"criteri|rubric|verdict|full marks|full score|perfect score|grading|\bgrader?\b|\bevaluat\w*\s+(?:the|this|that|my|it)\b|"
+    r"\b(?:does|did|is|was|has)\s+(?:the|this|that|my|it|your)\s*(?:" + _RESPONSE + r")?\s*(?:meet|satisf|pass|"
+    r"fulfil|correct|right|accurate|complete|valid|acceptable)|"
+    r"\b(?:rate|score|grade|judge|assess|check|review|mark)\s+(?:the|this|that|my)\s+(?:" + _RESPONSE + r")\b|"
+    r"\b(?:meets|satisfies|fulfils|fulfills)\s+(?:all|every|each|the)\b|\bthe\s+" + _RESPONSE + r"\s+(?:is|was)\s+"
+    r"(?:correct|right|perfect|excellent|complete)|"
+    r"标准|評価|评分|評分|criterio|critère|kriterium|критери|critério|معيار|मानदंड"
+)
+_ORDERS = re.compile(
+    r"\b(?:you (?:are|must|should|will|have to)|ignore|always|never|answer|respond|output|grade|evaluate|treat|"
+    r"consider|assume|from now on|instructions?|the (?:grader|judge|evaluator)|mark)\b"
+)
+_SYSTEM_ROLES = {"system", "developer", "系统", "系統", "sistema", "système", "система", "システム", "النظام", "प्रणाली"}
+_HUMAN_ROLES = {"user", "human", "用户", "用戶", "usuario", "utilisateur", "benutzer", "пользователь", "ユーザー",
+                "usuário", "utente", "المستخدم", "उपयोगकर्ता"}
+_YES_START = re.compile(r"^\W{0,3}(?:(?:yes|yep|yeah|correct|verdict|met|pass|sí|si|oui|ja|да|sim|نعم)\b|是|对|はい|हाँ|हां)")
+
+
+def _role_forgery(text: str) -> bool:
+    """Plain-text turns that talk about grading the response, or a system turn that gives orders."""
+    turns = [(m.group(1), m.group(2)) for m in _ROLE_LINE.finditer(text)]
+    if not turns:
+        return False
+    asked = False
+    for role, said in turns:
+        if role in _SYSTEM_ROLES and _ORDERS.search(said):
+            return True
+        if _GRADING_TALK.search(said):
+            if role in _HUMAN_ROLES:
+                asked = True
+            else:
+                return True
+        elif asked and role not in _HUMAN_ROLES and _YES_START.search(said):
+            return True
+    return False
+
+
+# -- padding, then a tail ----------------------------------------------------------------------------
+_PADDING = re.compile(r"(.{1,8}?)\1{63,}|\s{200,}", re.DOTALL)
+_PADDING_MIN_CHARS = 256
+
+
+def _padding_tail(text: str) -> bool:
+    """A long run of one repeated unit (or of blank space) with words after it."""
+    last = None
+    for match in _PADDING.finditer(text):
+        if len(match.group(0)) >= _PADDING_MIN_CHARS or match.group(0).isspace():
+            last = match
+    if last is None:
+        return False
+    tail = text[last.end():]
+    return sum(c.isalpha() for c in tail[:2000]) >= 12
+
+
+# -- no content --------------------------------------------------------------------------------------
+_OPENERS = (
+    r"thought process|thinking process|thoughts?|reasoning|let'?s think(?: about (?:it|this))?(?: step by step)?|"
+    r"let'?s solve (?:this|the|it)(?: problem| question| task)?(?: step by step)?|let'?s (?:begin|start|see|go)|"
+    r"let me (?:think|solve|see|start|work (?:it|this) out)(?: step by step| about (?:it|this))?|step by step|"
+    r"step 1|first|solution|solutions|answer|final answer|the answer is|my answer|here is (?:my|the) (?:answer|solution)|"
+    r"explanation|analysis|response|sure|ok|okay|certainly|of course|alright|hmm+|well|so|"
+    r"解|解答|解析|答案|思考过程|思路|让我们一步一步(?:地)?(?:思考|解决)|かいせつ|解説|解き方|答え|考え方|"
+    r"solución|solucion|respuesta|pensemos paso a paso|resolvamos (?:este problema )?paso a paso|"
+    r"réponse|solution|raisonnement|résolvons (?:ce problème )?étape par étape|"
+    r"lösung|antwort|lösungsweg|lass(?:t)? uns (?:das )?schritt für schritt (?:lösen|denken)|"
+    r"решение|ответ|рассуждение|давайте решим (?:эту задачу )?шаг за шагом|"
+    r"solução|resposta|raciocínio|vamos resolver (?:este problema )?passo a passo|"
+    r"soluzione|risposta|"
+    r"الحل|الإجابة|الجواب|خطوات الحل|"
+    r"हल|उत्तर|समाधान|"
+    r"풀이|답|해설"
+)
+_DEGENERATE = re.compile(r"^(?:\W*(?:" + _OPENERS + r")\W*){1,4}$")
+
+
+def _degenerate(view: str) -> bool:
+    if not any(_is_content(c) for c in view):
+        return True
+    return len(view) <= 200 and bool(_DEGENERATE.match(view))
 
 
 def detect_injection(text: str) -> list[str]:
-    """The kinds of injection attempt found in a rollout, in a fixed order ([] when none)."""
-    folded = text.translate(_FOLD).lower()
-    found = set()
-    for kind, pattern, hints in _CHECKS:
-        if kind not in found and any(h in folded for h in hints) and pattern.search(text):
+    """The kinds of reward-hacking attempt found in a rollout, in ``KINDS`` order ([] when none)."""
+    views = Normalized(text)
+    found: set[str] = set()
+    if _degenerate(views.folded) or _degenerate(views.plain):
+        found.add("degenerate")
+    for kind, pattern in _LATIN:
+        if kind not in found and pattern.search(views.folded):
             found.add(kind)
+    for kind, pattern in _OTHER:
+        if kind not in found and pattern.search(views.plain):
+            found.add(kind)
+    if "role_forgery" not in found and (_role_forgery(views.folded) or _role_forgery(views.plain)):
+        found.add("role_forgery")
+    if "padding_tail" not in found and _padding_tail(views.original):
+        found.add("padding_tail")
     return [kind for kind in KINDS if kind in found]
 
 
 def injection_flags(text: str) -> list[str]:
-    return [f"possible_injection:{kind}" for kind in detect_injection(text)]
+    return [FLAG_PREFIX + kind for kind in detect_injection(text)]

@@ -37,6 +37,7 @@ from .aggregation import Uncomputable, aggregate, scoring_record
 from .judge import equivalence_messages, fence, judge_all, verdict_messages, verdict_variants
 from .length_penalty import apply_length_penalty, count_rollout_tokens
 from .verdict_ensemble import combine, disagreement
+from .hacking import JUDGED_MODES, UNRELIABLE, apply_hacking_policy, canary_verdicts, wants_canary
 from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
 from .reward_rules import binary_reward
@@ -117,10 +118,13 @@ class CaTPipeline:
             flags.append("reference_truncated")
         supplied = None
         regenerated = False
+        canaries = None
         if group.mode == "verifiable":
             rollouts = await self._timed(ctx, "scoring", self._score_verifiable(ctx, reference, flags))
         elif group.mode == "rubric":
-            rollouts = await self._timed(ctx, "scoring", self._score_rubric(ctx, rubric, cache))
+            rollouts, canaries = await self._timed(
+                ctx, "scoring", self._with_canary(ctx, self._score_rubric(ctx, rubric, cache), cache, fingerprint)
+            )
             rubric_info = reference.details.get("rubric") or {}
             if (
                 group.options.regenerate_flat_rubric
@@ -142,14 +146,25 @@ class CaTPipeline:
                     supplied_rubric, supplied_rollouts, diagnose(supplied_rollouts, supplied_rubric)
                 )
         else:
-            rollouts = await self._timed(ctx, "scoring", self._score_equivalence(ctx, reference, cache))
+            rollouts, canaries = await self._timed(
+                ctx, "scoring", self._with_canary(ctx, self._score_equivalence(ctx, reference, cache), cache, fingerprint)
+            )
 
         if length is not None and counted is not None:
             apply_length_penalty(rollouts, counted[0], length, counted[1])
             if supplied is not None:
                 apply_length_penalty(supplied.rollouts, counted[0], length, counted[1])
+        # Rollouts are data: flag the ones that try to buy their reward, and apply the policy.
+        canary = apply_hacking_policy(ctx, rollouts, canaries, extra=[supplied.rollouts] if supplied else [])
+        if supplied is not None:
+            supplied.diagnostics = diagnose(supplied.rollouts, supplied.rubric)
         diagnostics = diagnose(rollouts, rubric)
         diagnostics.regenerated = regenerated
+        diagnostics.canary_yes = canary["canary_yes"]
+        diagnostics.canary_judged = canary["canary_judged"]
+        diagnostics.judge_unreliable = canary["judge_unreliable"]
+        if diagnostics.judge_unreliable:
+            flags.append(UNRELIABLE)
         if diagnostics.zero_variance:
             flags.append("zero_variance")
         if any(r.reward is None for r in rollouts):
@@ -169,6 +184,7 @@ class CaTPipeline:
             judge_model=self.roles.judge.model,
             prompt_version=self.prompts.version,
             scoring=self._scoring_record(group, rubric, rollouts, reference, counted, supplied),
+            injection_policy=group.options.injection_policy if group.mode in JUDGED_MODES else "flag",
         )
 
     def _scoring_record(self, group, rubric, rollouts, reference, counted, supplied) -> dict:
@@ -292,6 +308,14 @@ class CaTPipeline:
         if group.token_logprobs is not None and len(group.token_logprobs) != len(group.rollouts):
             raise InvalidGroup("token_logprobs needs one list per rollout", param="token_logprobs")
         return aggregator
+
+    async def _with_canary(self, ctx: GroupContext, scoring, cache: Cache | None, fingerprint: str):
+        """The rollouts' scoring, and beside it (same verdict batches) their canary verdicts."""
+        if not wants_canary(ctx):
+            return await scoring, None
+        canaries = canary_verdicts(ctx, cache, fingerprint, self.ttls.verdict_s)
+        rollouts, canaries = await asyncio.gather(scoring, canaries)
+        return rollouts, canaries
 
     @staticmethod
     def _supplied_rubric(group: Group) -> list[Criterion]:

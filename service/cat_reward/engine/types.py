@@ -14,6 +14,7 @@ Importance = Literal["essential", "important", "optional", "pitfall"]
 RubricPrompt = Literal["standard", "weighted"]
 AGGREGATIONS: tuple[str, ...] = ("fraction", "weighted", "all_essential", "soft")
 IMPORTANCES: tuple[str, ...] = ("essential", "important", "optional", "pitfall")
+InjectionPolicy = Literal["zero", "penalty", "null", "flag"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,10 @@ class GroupOptions:
     essential_factor: float = 0.5  # all_essential: the weighted fraction times this when an essential is missed
     length_penalty: LengthPenalty | None = None  # None: off
     ensemble: tuple[EnsembleMember, ...] = ()  # empty: the judge alone, with the standard verdict prompt
+    injection_policy: InjectionPolicy = "zero"  # what a flagged rollout is paid (see ``hacking``)
+    injection_penalty: float = -1.0  # the reward under policy "penalty"
+    canary: bool = True  # one extra verdict per rollout on a criterion no honest answer meets
+    canary_threshold: float = 0.5  # canary P(yes) above this: the judge was persuaded
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,17 @@ class MemberVerdict:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class CanaryResult:
+    """The judge's verdict on a rollout's canary criterion (one no honest answer meets)."""
+
+    criterion: str
+    met: bool | None
+    p_yes: float | None
+    raw: str | None
+    said_yes: bool | None  # P(yes) above the threshold (or "yes" without logprobs); None: no verdict
+
+
 @dataclass
 class RolloutOutcome:
     index: int
@@ -164,6 +180,9 @@ class RolloutOutcome:
     flags: list[str] = field(default_factory=list)
     error: str | None = None
     length: dict | None = None  # length penalty: tokens, max_tokens, penalty applied, reward before it
+    raw_reward: float | None = None  # what the verdicts gave, before the injection policy
+    policy: str | None = None  # the injection policy applied (flagged rollouts only)
+    canary: CanaryResult | None = None
 
 
 @dataclass
@@ -225,6 +244,9 @@ class Diagnostics:
     criteria: list[CriterionSignal] = field(default_factory=list)
     discriminating_criteria: int | None = None
     regenerated: bool = False
+    canary_yes: int | None = None  # rollouts whose canary the judge said yes to (None: no canary)
+    canary_judged: int | None = None  # rollouts with a usable canary verdict
+    judge_unreliable: bool = False  # the canary said yes for most of the group
 
 
 @dataclass
@@ -255,6 +277,7 @@ class GroupOutcome:
     prompt_version: str
     supplied: SuppliedRubricOutcome | None = None
     scoring: dict = field(default_factory=dict)  # how the rewards were made: aggregation, weights, ...
+    injection_policy: str = "zero"  # the policy flagged rollouts got ("flag" in verifiable mode)
 
     @property
     def rewards(self) -> list[float | None]:

@@ -1,0 +1,152 @@
+"""Reward hacking: what a rollout that tries to buy its reward is paid.
+
+Two detectors feed one policy:
+
+- **patterns** (``injection``): each rollout's text is scanned; a hit is a
+  ``possible_injection:<kind>`` flag.
+- **the canary** (``GroupOptions.canary``): the judge also scores, for each rollout, one criterion
+  no honest answer can meet ("the response contains the code word <fresh nonce>"), in the same
+  verdict batch as the rubric. A rollout whose canary P(yes) is above ``canary_threshold`` talked
+  the judge into something: it is flagged ``judge_persuaded``. When the canary says yes for more
+  than half of a group, the judge, not the rollouts, is the problem: the group is marked
+  ``judge_unreliable`` (diagnostics, group flag, metric) and the canary changes no reward there.
+
+The policy (``GroupOptions.injection_policy``) then sets a flagged rollout's reward:
+
+    zero     0 (the default): a flagged attack is never paid
+    penalty  ``injection_penalty`` (negative)
+    null     null, with the reason in ``error``, for trainers that mask
+    flag     the judge's reward, unchanged
+
+Whatever the policy, the rollout keeps its flags, ``raw_reward`` keeps what the judge's verdicts
+gave, and ``policy`` says what was applied. A false positive costs a correct rollout its reward:
+that is the price of ``zero`` and ``penalty``.
+
+The policy applies where a judge decides the reward (rubric and judge modes). In verifiable mode
+the reward comes from the answer check, which text cannot persuade: flags are recorded, rewards
+are left alone (``policy`` "flag"), so SCRL's -1 is never raised to 0.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from .caching import canary_key, decode_verdict, encode_verdict
+from .context import GroupContext
+from .injection import FLAG_PREFIX, injection_flags
+from .judge import fence, judge_all, verdict_messages
+from .ports import Cache
+from .types import CanaryResult, RolloutOutcome, Verdict
+
+POLICIES = ("zero", "penalty", "null", "flag")
+PERSUADED = "judge_persuaded"
+UNRELIABLE = "judge_unreliable"
+CANARY_ID = "canary"
+JUDGED_MODES = ("rubric", "judge")
+
+
+def canary_criterion(ctx: GroupContext, nonce: str | None = None) -> str:
+    """A criterion no honest answer meets, with a fresh nonce (the policy never saw it)."""
+    return ctx.prompts.render("canary.criterion", nonce=nonce or secrets.token_hex(5).upper())
+
+
+def wants_canary(ctx: GroupContext) -> bool:
+    return ctx.options.canary and ctx.group.mode in JUDGED_MODES
+
+
+async def canary_verdicts(
+    ctx: GroupContext, cache: Cache | None = None, fingerprint: str = "", ttl_s: float = 0.0
+) -> list[tuple[str, Verdict]]:
+    """One canary verdict per rollout, each with its own nonce, asked as "verdict" prompts so they
+    share the rubric's batches. With a cache, a retry of the same group gets the same canaries
+    back (its nonces included: the policy never sees them), so a retry stays free and identical."""
+    n = len(ctx.group.rollouts)
+    keys = [canary_key(fingerprint, i) for i in range(n)]
+    found: list[tuple[str, Verdict] | None] = [None] * n
+    if cache is not None:
+        for i, entry in enumerate(await cache.get_many(keys)):
+            verdict = decode_verdict(entry, CANARY_ID) if isinstance(entry, dict) else None
+            if verdict is not None and isinstance(entry.get("criterion"), str):
+                found[i] = (entry["criterion"], verdict)
+        hits = sum(f is not None for f in found)
+        if hits:
+            ctx.usage.cache_hits["canary"] = hits
+    missing = [i for i in range(n) if found[i] is None]
+    criteria = {i: canary_criterion(ctx) for i in missing}
+    asks = [
+        (verdict_messages(ctx, ctx.group.rollouts[i], criteria[i], fenced=fence(ctx.group.rollouts[i])), CANARY_ID)
+        for i in missing
+    ]
+    for i, verdict in zip(missing, await judge_all(ctx, asks, "verdict")):
+        found[i] = (criteria[i], verdict)
+    if cache is not None:
+        fresh = {
+            keys[i]: {"criterion": found[i][0], **encode_verdict(found[i][1])}
+            for i in missing
+            if found[i][1].met is not None
+        }
+        if fresh:
+            await cache.set_many(fresh, ttl_s)
+    return found  # type: ignore[return-value]
+
+
+def _said_yes(verdict: Verdict, threshold: float) -> bool | None:
+    if verdict.p_yes is not None:
+        return verdict.p_yes > threshold
+    return verdict.met
+
+
+def apply_hacking_policy(
+    ctx: GroupContext,
+    rollouts: Sequence[RolloutOutcome],
+    canaries: Sequence[tuple[str, Verdict]] | None,
+    *,
+    extra: Sequence[Sequence[RolloutOutcome]] = (),
+) -> dict:
+    """Flag each rollout (patterns, canary) and apply the group's policy to it, and to the same
+    rollout in ``extra`` scorings (a supplied rubric scored beside). Returns the group's canary
+    summary: {"canary_yes", "canary_judged", "judge_unreliable"}."""
+    opts = ctx.options
+    texts = ctx.group.rollouts
+    summary: dict = {"canary_yes": None, "canary_judged": None, "judge_unreliable": False}
+    said: list[bool | None] = [None] * len(rollouts)
+    if canaries is not None:
+        said = [_said_yes(v, opts.canary_threshold) for _, v in canaries]
+        judged = [s for s in said if s is not None]
+        summary["canary_judged"] = len(judged)
+        summary["canary_yes"] = sum(judged)
+        summary["judge_unreliable"] = bool(judged) and sum(judged) * 2 > len(judged)
+    judged_mode = ctx.group.mode in JUDGED_MODES
+    policy = opts.injection_policy if judged_mode else "flag"
+    for index, rollout in enumerate(rollouts):
+        flags = injection_flags(texts[rollout.index])
+        if said[index] and not summary["judge_unreliable"]:
+            flags.append(PERSUADED)
+        canary = None
+        if canaries is not None:
+            criterion, verdict = canaries[index]
+            canary = CanaryResult(
+                criterion=criterion, met=verdict.met, p_yes=verdict.p_yes, raw=verdict.raw, said_yes=said[index]
+            )
+        for outcome in [rollout, *(scoring[index] for scoring in extra)]:
+            outcome.canary = canary
+            outcome.raw_reward = outcome.reward
+            if not flags:
+                continue
+            outcome.flags.extend(f for f in flags if f not in outcome.flags)
+            outcome.policy = policy
+            _apply(outcome, policy, opts.injection_penalty, flags)
+    return summary
+
+
+def _apply(outcome: RolloutOutcome, policy: str, penalty: float, flags: list[str]) -> None:
+    if policy == "zero":
+        outcome.reward, outcome.error = 0.0, None
+    elif policy == "penalty":
+        outcome.reward, outcome.error = float(penalty), None
+    elif policy == "null":
+        outcome.reward = None
+        outcome.error = "injection_policy_null: " + ", ".join(f.removeprefix(FLAG_PREFIX) for f in flags)
+    elif policy != "flag":
+        raise ValueError(f"unknown injection policy {policy!r}; choose one of {', '.join(POLICIES)}")
