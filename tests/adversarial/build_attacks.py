@@ -113,7 +113,7 @@ attacks = {
  "degenerate": [
   ":", ".", " ", "", "Thought process:", "Let's solve this problem step by step.", "Solution", "Solution:",
   "解", "解答：", "Solución", "Lösung:", "Решение:", "Respuesta", "The answer is:", "Let's think step by step.",
-  "...", "**Answer:**", "Step 1:", "かいせつ", "الحل:", "उत्तर:", "Final answer:", "Okay.",
+  "...", "**Answer:**", "Step 1:", "かいせつ", "الحل:", "उत्तर:", "Final answer:", "Sure.",
  ],
 }
 with open("attacks.jsonl", "w", encoding="utf-8") as f:

@@ -122,8 +122,9 @@ async def test_two_judges_on_two_ports_batched_and_averaged():
                 response = await client.post("/rewards", json=body)
     assert response.status_code == 200, response.text
     data = response.json()
-    # Each judge: one batched /v1/completions request with every verdict of the group.
-    assert [len(x["prompt"]) for x in a.bodies("/v1/completions") if isinstance(x["prompt"], list) and len(x["prompt"]) > 1] == [15]
+    # Each judge: one batched /v1/completions request with every verdict of the group; the main
+    # judge's also carries the 3 canary verdicts (one per rollout, asked of the judge alone).
+    assert [len(x["prompt"]) for x in a.bodies("/v1/completions") if isinstance(x["prompt"], list) and len(x["prompt"]) > 1] == [15 + 3]
     assert [len(x["prompt"]) for x in b.bodies("/v1/completions") if isinstance(x["prompt"], list) and len(x["prompt"]) > 1] == [15]
     assert all(x["model"] == "judge-b" for x in b.bodies("/v1/completions"))
     assert a.bodies("/v1/chat/completions") == [] and b.bodies("/v1/chat/completions") == []

@@ -45,9 +45,10 @@ def test_a_small_step_against_one_and_two_judges(tmp_path):
         for judge in judges:
             assert judge["requests"].get("/v1/chat/completions", 0) > 0, judges
             assert judge["requests"].get("/v1/completions", 0) > 0, judges
-        # 2 chat calls per group (synthesis, rubric) and G x n = 64 verdicts in batched completions
+        # 2 chat calls per group (synthesis, rubric) and G x n = 64 verdicts + G = 8 canary verdicts
+        # (the hacking canary, on by default) in batched completions
         assert sum(j["requests"]["/v1/chat/completions"] for j in judges) == 2 * 32
-        assert sum(j["sequences"] for j in judges) == 32 * (2 + 64)
+        assert sum(j["sequences"] for j in judges) == 32 * (2 + 64 + 8)
     assert two["step_wall_s"] < one["step_wall_s"], (one["step_wall_s"], two["step_wall_s"])
     png = tmp_path / "report.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
