@@ -469,7 +469,10 @@ async def run(
             if m.prompt not in variants:
                 raise JudgeQualityError(f"--ensemble: unknown verdict prompt {m.prompt!r}; one of {', '.join(variants)}")
         base = default_options(settings)
-        base = replace(base, ensemble=options.ensemble or base.ensemble, seed=options.llm_seed, use_cache=False)
+        # The hacking canary is not a verdict on the data: it would only add judge calls to the cost.
+        base = replace(
+            base, ensemble=options.ensemble or base.ensemble, seed=options.llm_seed, use_cache=False, canary=False
+        )
         if options.rubric_prompt:
             base = replace(base, rubric_prompt=options.rubric_prompt)
         if options.synthesis_max_tokens:
