@@ -18,7 +18,6 @@ from cat_reward.backends.openai_compat import OpenAICompatClient
 from cat_reward.engine import ChatRequest
 from cat_reward.metrics import JUDGE_OUTSTANDING_REQUESTS, JUDGE_QUEUE_DEPTH
 from cat_reward.settings import Settings
-from cat_reward.wiring import build_roles, open_llm_http
 from tests.support.service import free_port
 
 from .fake_vllm import FakeVLLM
@@ -153,24 +152,24 @@ async def test_an_endpoint_unreachable_at_start_is_named_and_routed_around(caplo
     assert {host for host, path, _ in endpoints.seen if path == "/v1/chat/completions"} == {"j0"}
 
 
-async def test_every_endpoint_down_is_a_503_with_retry_after_not_a_hang(tmp_path):
-    dead = [f"http://127.0.0.1:{free_port()}/v1", f"http://127.0.0.1:{free_port()}/v1"]  # nothing listens there
+@pytest.mark.parametrize("n_dead", [1, 2], ids=["router-down", "all-of-a-list-down"])
+async def test_every_endpoint_down_is_a_503_with_retry_after_not_a_hang(tmp_path, n_dead, caplog):
+    dead = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(n_dead)]  # nothing listens there
     settings = Settings(
-        data_dir=tmp_path, anchor_base_url=dead, anchor_backend="vllm", llm_max_retries=2, llm_connect_timeout_s=2
+        data_dir=tmp_path, anchor_base_url=dead, anchor_backend="vllm", llm_max_retries=2, llm_connect_timeout_s=2,
+        verify_workers=1,
     )
-    http = open_llm_http(settings)
-    try:
-        roles = build_roles(settings, http)
-        app = create_app(settings, roles=roles, with_history=False)
-        async with app.router.lifespan_context(app):
+    app = create_app(settings, with_history=False)  # the service builds its own clients, as in production
+    with caplog.at_level(logging.WARNING):
+        async with app.router.lifespan_context(app):  # it starts, naming each unreachable endpoint
+            for url in dead:
+                assert f"{url} is unreachable at start" in caplog.text
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
                 started = time.monotonic()
                 response = await asyncio.wait_for(
                     client.post("/rewards", json={"prompt": "2+3?", "rollouts": ["5", "6"]}), timeout=30
                 )
                 elapsed = time.monotonic() - started
-    finally:
-        await http.aclose()
     assert response.status_code == 503, response.text
     assert response.json()["error"]["type"] == "llm_unavailable"
     assert int(response.headers["Retry-After"]) >= 1
