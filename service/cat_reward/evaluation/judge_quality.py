@@ -597,7 +597,6 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (bars, diagram) = plt.subplots(1, 2, figsize=(12, 4.8))
     labels, heights, errors, colours = [], [], [], []
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3"]
     for section in report["sections"]:
@@ -605,22 +604,24 @@ def plot(report: dict, path: Path) -> None:
         if section["kind"] == "pairwise":
             for i, (mode, m) in enumerate(s["modes"].items()):
                 for subset, v in list(m["subsets"].items()) + [("overall", {"accuracy": m["accuracy"], "ci95": m["ci95"]})]:
-                    labels.append(f"{subset}\n{mode}")
+                    labels.append(f"{mode} / {subset}")
                     heights.append(v["accuracy"] or 0.0)
                     ci = v.get("ci95") or [v["accuracy"] or 0.0] * 2
                     errors.append([max(0.0, (v["accuracy"] or 0) - ci[0]), max(0.0, ci[1] - (v["accuracy"] or 0))])
                     colours.append(palette[i % len(palette)])
         else:
             for subset, v in list(s["subsets"].items()) + [("overall", {"accuracy": s["accuracy"], "ci95": s["accuracy_ci95"]})]:
-                labels.append(f"{subset}\npointwise")
+                labels.append(f"pointwise / {subset}")
                 heights.append(v["accuracy"] or 0.0)
                 ci = v.get("ci95") or [v["accuracy"] or 0.0] * 2
                 errors.append([max(0.0, (v["accuracy"] or 0) - ci[0]), max(0.0, ci[1] - (v["accuracy"] or 0))])
                 colours.append("#937860")
+    width = max(5.0, 0.32 * len(labels) + 1.5)
+    fig, (bars, diagram) = plt.subplots(1, 2, figsize=(width + 5.5, 5.2), gridspec_kw={"width_ratios": [width, 5.0]})
     if labels:
         xs = range(len(labels))
         bars.bar(xs, heights, color=colours, yerr=list(zip(*errors)), capsize=3)
-        bars.set_xticks(list(xs), labels, rotation=70, fontsize=7)
+        bars.set_xticks(list(xs), labels, rotation=75, ha="right", fontsize=7)
         bars.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     bars.set_ylim(0, 1)
     bars.set_ylabel("accuracy (pairwise: chosen > rejected)")
