@@ -51,6 +51,12 @@ class RewardOptions(TypedDict, total=False):
     judge_temperature: float
     seed: int
     answer_extractors: list[Extractor]
+    rubric_prompt: Literal["standard", "weighted"]
+    aggregation: Literal["fraction", "weighted", "all_essential", "soft"]
+    weights: dict[str, float]  # essential / important / optional / pitfall, each >= 0
+    essential_factor: float
+    length_penalty: dict[str, Any]  # {"max_tokens": 750, "penalty": 1.0, "tokenizer": "..."}
+    ensemble: list[dict[str, str]]  # [{"judge": "judge", "prompt": "verdict_p1"}, ...]
 
 
 Prompt = Union[str, Sequence[Mapping[str, str]]]
@@ -117,11 +123,14 @@ class Criterion:
     id: str
     text: str
     weight: float = 1.0
+    importance: str | None = None  # weighted rubrics: essential / important / optional / pitfall
 
     @classmethod
     def from_json(cls, data: Any) -> Criterion:
         data = _mapping(data, "criterion")
-        return cls(id=str(data["id"]), text=str(data["text"]), weight=float(data.get("weight", 1.0)))
+        return cls(
+            id=str(data["id"]), text=str(data["text"]), weight=float(data.get("weight", 1.0)), importance=data.get("importance")
+        )
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,7 @@ class RolloutDetail:
     extractor: str | None = None
     flags: list[str] = field(default_factory=list)
     error: str | None = None
+    length: dict[str, Any] | None = None  # length control: tokens, penalty, reward before it
 
     @classmethod
     def from_json(cls, data: Any) -> RolloutDetail:
@@ -172,6 +182,7 @@ class RolloutDetail:
             extractor=data.get("extractor"),
             flags=_str_list(data.get("flags")),
             error=data.get("error"),
+            length=data.get("length"),
         )
 
 
@@ -255,6 +266,8 @@ class RewardResult:
     record_id: str | None
     prompt_hash: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # How the rewards were made: aggregation, weights, length penalty, ensemble, prompt templates.
+    scoring: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:
@@ -283,6 +296,7 @@ class RewardResult:
             record_id=data.get("record_id"),
             prompt_hash=data.get("prompt_hash"),
             raw=dict(data),
+            scoring=data.get("scoring"),
         )
 
 

@@ -107,6 +107,22 @@ async def test_rewards_end_to_end(served):
     assert transport.requests[0].headers["idempotency-key"] == "g-1"
 
 
+async def test_scoring_options_and_record(served):
+    client, _ = served
+    result = await client.rewards(
+        "What is 6 x 7?", ["It is 42.", "It is 41."], options={"aggregation": "all_essential", "essential_factor": 0.5},
+        rubric=[{"criterion": "The response gives 42.", "points": 2, "importance": "essential"},
+                {"criterion": "The response gives 41.", "points": -1, "importance": "pitfall"}],
+    )
+    # The scripted judge says yes to everything in a response holding "42", the pitfall too:
+    # (1.0 - 0.6) / 1.0 with the default map, halved as an essential-or-pitfall miss; the other misses its essential.
+    assert result.rewards == pytest.approx([0.2, 0.0])
+    assert result.scoring["aggregation"] == "all_essential" and result.scoring["essential_factor"] == 0.5
+    assert result.scoring["criterion_weights"] == {"s1": 1.0, "s2": -0.6}
+    assert [c.importance for c in result.rubric] == ["essential", "pitfall"]
+    assert result.details[0].length is None
+
+
 async def test_health_and_readiness(served):
     client, _ = served
     health = await client.healthz()
