@@ -89,6 +89,33 @@ async def test_record_retry_and_audit(database_url, tmp_path):
         assert other["record_id"] != first["record_id"]
 
 
+async def test_audit_record_says_which_mode_weights_and_prompts_made_the_reward(database_url, tmp_path):
+    service = Service(Settings(database_url=database_url, data_dir=tmp_path / "data"))
+    rubric = [
+        {"criterion": "The response states that the sum is 5.", "points": 1, "importance": "essential"},
+        {"criterion": "The response shows the addition 2 + 3.", "importance": "optional"},
+        {"criterion": "The response claims that the sum is 6.", "importance": "pitfall"},
+    ]
+    options = {"aggregation": "weighted", "weights": {"optional": 0.5, "pitfall": 0.25}}
+    async with service as client:
+        sent = {**body(), "rubric": rubric, "options": options}
+        first = (await client.post("/rewards", json=sent)).json()
+        record = (await client.get(f"/rubrics/{first['record_id']}")).json()
+        scoring = record["result"]["scoring"]
+        assert scoring == first["scoring"]
+        assert scoring["aggregation"] == "weighted"
+        assert scoring["weights"] == {"essential": 1.0, "important": 0.6, "optional": 0.5, "pitfall": 0.25}
+        assert scoring["criterion_weights"] == {"s1": 1.0, "s2": 0.5, "s3": -0.25}
+        assert scoring["prompts"] == {"set": record["prompt_version"], "rubric": None, "verdict": ["verdict.user"]}
+        assert [c["importance"] for c in record["result"]["rubric"]] == ["essential", "optional", "pitfall"]
+        assert record["request"]["options"]["weights"]["optional"] == 0.5
+        # the scripted judge says yes to everything: (1 + 0.5 - 0.25) / 1.5
+        assert first["rewards"] == pytest.approx([1.25 / 1.5] * 3)
+        fraction = (await client.post("/rewards", json={**sent, "options": {"aggregation": "fraction"}})).json()
+        assert fraction["record_id"] != first["record_id"] and fraction["scoring"]["aggregation"] == "fraction"
+        assert fraction["rewards"] == pytest.approx([0.5] * 3)  # ±1 weights: (1 + 1 - 1) / 2
+
+
 async def test_every_mode_is_recorded_and_listed_newest_first(database_url, tmp_path):
     service = Service(Settings(database_url=database_url, data_dir=tmp_path / "data"))
     async with service as client:
