@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         "default is twice vLLM's default --max-num-seqs (256): the judge's running batch stays full and its own "
         "waiting queue short. Set it to about 2x the judge's --max-num-seqs.",
     )
+    llm_servers_per_url: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Model servers behind each LLM URL: N when one URL is a router or load balancer in front of N "
+        "judges. The per-endpoint bounds (CAT_LLM_MAX_INFLIGHT, CAT_LLM_ENDPOINT_MAX_INFLIGHT, "
+        "CAT_VERDICT_BATCH_INFLIGHT) are multiplied by it, so the service feeds all N.",
+    )
     llm_session_header: str = Field(
         default="X-Session-ID",
         max_length=100,

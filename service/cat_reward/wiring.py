@@ -67,8 +67,8 @@ def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP | Aioht
     common = dict(
         http=http,
         max_retries=settings.llm_max_retries,
-        max_inflight=settings.llm_max_inflight,
-        endpoint_max_prompts=settings.llm_endpoint_max_inflight,
+        max_inflight=settings.llm_max_inflight * settings.llm_servers_per_url,
+        endpoint_max_prompts=settings.llm_endpoint_max_inflight * settings.llm_servers_per_url,
         affinity=settings.llm_group_affinity,
         session_header=settings.llm_session_header or None,
         breaker_failures=settings.llm_breaker_failures,
@@ -89,7 +89,7 @@ def build_roles(settings: Settings, http: httpx.AsyncClient | PooledHTTP | Aioht
         yes_no_scoring=settings.verdict_batching,
         score_batch_size=settings.verdict_batch_size,
         score_batch_wait_s=settings.verdict_batch_wait_ms / 1000,
-        score_max_inflight=settings.verdict_batch_inflight,
+        score_max_inflight=settings.verdict_batch_inflight * settings.llm_servers_per_url,
         observe_batch=observe_scoring_batch,
     )
     judge = OpenAICompatClient(
@@ -127,7 +127,8 @@ def build_cache(settings: Settings) -> ResilientCache | None:
 def open_llm_http(settings: Settings) -> AiohttpHTTP | PooledHTTP:
     """The HTTP client every LLM role shares (``CAT_LLM_HTTP_CLIENT``)."""
     # Both roles may share one server; each endpoint of a role holds up to llm_max_inflight requests.
-    max_connections = settings.llm_max_inflight * (len(settings.anchor_base_url) + len(settings.judge_urls))
+    per_url = settings.llm_max_inflight * settings.llm_servers_per_url
+    max_connections = per_url * (len(settings.anchor_base_url) + len(settings.judge_urls))
     if settings.llm_http_client == "aiohttp":
         return AiohttpHTTP(
             max_connections,

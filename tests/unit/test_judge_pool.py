@@ -99,6 +99,13 @@ async def test_batch_bounds_scale_with_endpoints():
     one = judge(Endpoints(), hosts=HOSTS[:1], score_max_inflight=4)
     four = judge(Endpoints(), hosts=HOSTS, score_max_inflight=4)
     assert one._coalescer.max_inflight == 4 and four._coalescer.max_inflight == 16
+    # One URL for 4 judges behind a router: CAT_LLM_SERVERS_PER_URL multiplies the per-URL bounds.
+    from cat_reward.wiring import build_roles
+
+    async with httpx.AsyncClient() as http:
+        routed = build_roles(Settings(anchor_base_url=["http://router/v1"], llm_servers_per_url=4), http).judge
+        assert routed._coalescer.max_inflight == 16
+        assert (routed.pool.max_prompts, routed.pool.max_requests) == (4 * 512, 4 * 64)
 
 
 async def test_the_group_key_travels_as_a_session_header():

@@ -332,7 +332,10 @@ async def measure(args, judges: int, tmp: Path) -> dict:
                                  "--worker-urls", *judge_urls], env, tmp / "router.log")
         procs.append(router)
         llm_urls = [f"http://127.0.0.1:{router_port}/v1"]
+        # one URL for all the judges: the service's per-URL bounds grow with them
+        router_env = {"CAT_LLM_SERVERS_PER_URL": str(judges)}
     else:
+        router_env = {}
         llm_urls = [f"{u}/v1" for u in judge_urls]
     key = "load-" + uuid.uuid4().hex
     service_env = {
@@ -342,6 +345,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         "CAT_API_KEYS": f"{key}:rewards",
         "CAT_CACHE_PREFIX": f"load{run_id}",
         "CAT_LOG_LEVEL": "WARNING",
+        **router_env,
     }
     shared = args.replicas > 1 or args.mode == "sample"
     if shared:
