@@ -34,8 +34,8 @@ class ExactChecker:
         return EquivalenceResult(reference.strip() == candidate.strip())
 
 
-def asgi(fake: FakeVLLM):
-    """Serve a FakeVLLM (an httpx handler) as an ASGI app."""
+def asgi(fake: FakeVLLM, model: str):
+    """Serve a FakeVLLM (an httpx handler) as an ASGI app, listing ``model`` at /v1/models."""
 
     async def app(scope, receive, send):
         if scope["type"] == "lifespan":
@@ -49,8 +49,10 @@ def asgi(fake: FakeVLLM):
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        request = httpx.Request(scope["method"], f"http://fake{scope['path']}", content=body)
-        response = await fake.handle(request)
+        if scope["path"] == "/v1/models":
+            response = httpx.Response(200, json={"object": "list", "data": [{"id": model}]})
+        else:
+            response = await fake.handle(httpx.Request(scope["method"], f"http://fake{scope['path']}", content=body))
         await send({"type": "http.response.start", "status": response.status_code,
                     "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": response.content})
@@ -59,10 +61,10 @@ def asgi(fake: FakeVLLM):
 
 
 class Served:
-    def __init__(self, fake: FakeVLLM) -> None:
+    def __init__(self, fake: FakeVLLM, model: str) -> None:
         self.fake = fake
         self.port = free_port()
-        config = uvicorn.Config(asgi(fake), host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        config = uvicorn.Config(asgi(fake, model), host="127.0.0.1", port=self.port, log_config=None, access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -101,7 +103,7 @@ def judge_b(prompt: str):
 async def test_two_judges_on_two_ports_batched_and_averaged():
     a, b = FakeVLLM(judge_a), FakeVLLM(judge_b)
     anchor = FakeVLLM(chat_text=anchor_text)
-    with Served(a) as sa, Served(b) as sb, Served(anchor) as sn:
+    with Served(a, "judge-a") as sa, Served(b, "judge-b") as sb, Served(anchor, "m") as sn:
         settings = Settings(
             anchor_base_url=sn.url,
             judge_base_url=sa.url,
@@ -120,7 +122,11 @@ async def test_two_judges_on_two_ports_batched_and_averaged():
                     "options": {"ensemble": [{"judge": "judge"}, {"judge": "b"}], "aggregation": "soft"},
                 }
                 response = await client.post("/rewards", json=body)
+                ready = await client.get("/readyz")
     assert response.status_code == 200, response.text
+    assert ready.status_code == 200, ready.text
+    extra = [r for r in ready.json()["roles"] if r.get("name") == "b"]
+    assert len(extra) == 1 and extra[0]["ok"] and extra[0]["model"] == "judge-b" and extra[0]["required"] is False
     data = response.json()
     # Each judge: one batched /v1/completions request with every verdict of the group; the main
     # judge's also carries the 3 canary verdicts (one per rollout, asked of the judge alone).

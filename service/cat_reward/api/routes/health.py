@@ -26,13 +26,19 @@ async def healthz() -> Health:
     summary="The anchor and judge backends serve their models",
 )
 async def readyz(services: ServicesDep):
-    roles = [services.roles.anchor, services.roles.judge]
+    roles = [services.roles.anchor, services.roles.judge, *services.roles.judges.values()]
     probes = []
     for llm in roles:
         probe = getattr(llm, "probe", None)
         probes.append(probe() if probe else _static_probe(llm))
     results = list(await asyncio.gather(*probes))
-    ready = all(r["ok"] for r in results)
+    # Extra judges (CAT_EXTRA_JUDGES) are listed by name; only those in the default ensemble
+    # (CAT_VERDICT_ENSEMBLE) are needed for readiness, the others serve requests that ask for them.
+    needed = {m.split("/", 1)[0] for m in services.settings.verdict_ensemble}
+    for name, result in zip(services.roles.judges, results[2:]):
+        result["name"] = name
+        result["required"] = name in needed
+    ready = all(r["ok"] for r in results if r.get("required", True))
     body = Readiness(ready=ready, roles=results)
     if ready:
         return body
