@@ -424,3 +424,31 @@ def test_new_options_travel_between_replicas_as_json():
     rubric = (Criterion("s1", "x", -2.0, "caller", ("t",), "pitfall"),)
     group = Group(prompt="q", rollouts=["a"], mode="rubric", rubric=rubric, options=options)
     assert group_from_json(json.loads(json.dumps(group_to_json(group)))) == group
+
+
+async def test_judge_tokenize_counts_and_its_failures():
+    from cat_reward.backends.openai_compat import OpenAICompatClient
+
+    from .fake_vllm import FakeVLLM
+
+    async def counter(fake, kind="auto"):
+        http = httpx.AsyncClient(transport=fake.transport())
+        judge = OpenAICompatClient(role="judge", model="m", base_urls=["http://j/v1"], http=http, kind=kind)
+        return TokenCounting(judge), http
+
+    fake = FakeVLLM()
+    tokens, http = await counter(fake)
+    counts, name = await tokens.count_tokens(["abc", "hello"], None)
+    assert counts == [3, 5] and name == "judge /tokenize (m)"  # the fake tokenizes by character
+    assert all(b["add_special_tokens"] is False for b in fake.bodies("/tokenize"))
+    await http.aclose()
+    # a vLLM whose /tokenize refuses: not a 5xx, a 422 naming the tokenizer option
+    tokens, http = await counter(FakeVLLM(tokenize_ok=False))
+    with pytest.raises(TokenizerUnavailable, match="/tokenize did not count tokens"):
+        await tokens.count_tokens(["abc"], None)
+    await http.aclose()
+    # a backend without /tokenize at all
+    tokens, http = await counter(FakeVLLM(version=False))
+    with pytest.raises(TokenizerUnavailable, match="has no /tokenize"):
+        await tokens.count_tokens(["abc"], None)
+    await http.aclose()

@@ -398,9 +398,17 @@ class OpenAICompatClient:
 
         async def one(text: str) -> int:
             body = {"model": self.model, "prompt": text, "add_special_tokens": False}
-            data = await self._post("/tokenize", body, root=True)
-            count = data.get("count")
-            return int(count) if count is not None else len(data["tokens"])
+            try:
+                data = await self._post("/tokenize", body, root=True)
+                tokens = data.get("tokens")
+                return len(tokens) if isinstance(tokens, list) else int(data["count"])
+            except (LLMBadResponse, LLMRequestRejected, KeyError, TypeError, ValueError) as exc:
+                # The judge answered, but not with a token count: counting is impossible here,
+                # not the judge being down (that stays LLMUnavailable, a 503).
+                raise TokenizerUnavailable(
+                    f"the {self.role}'s /tokenize did not count tokens ({getattr(exc, 'message', exc)!s}); "
+                    "name a tokenizer in options.length_penalty.tokenizer (or CAT_LENGTH_PENALTY_TOKENIZER)"
+                ) from None
 
         return list(await asyncio.gather(*(one(t) for t in texts)))
 
