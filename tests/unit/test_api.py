@@ -163,12 +163,18 @@ async def test_batch_scores_each_group_and_reports_per_group_errors(make_client)
     results = response.json()["results"]
     assert [r["index"] for r in results] == [0, 1] and all(r["ok"] for r in results)
     assert results[1]["result"]["rewards"] == [1.0, 0.0, 0.0]
-    # A group the engine refuses fails alone... except input errors found before scoring: 422 naming it.
+    # A group that breaks a rule openapi.json states (aggregator 'given' needs a reference) refuses
+    # the whole batch before any LLM call, naming the group and the field.
     response = await client.post("/rewards/batch", json={"groups": groups})
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "groups.2.reference"
+    # A group whose scoring fails (the anchor proposes too few criteria) fails alone.
+    client = await make_client(anchor=anchor_script(criteria=["too few"]))
+    response = await client.post("/rewards/batch", json={"groups": groups[:2]})
     assert response.status_code == 200
     results = response.json()["results"]
-    assert [r["ok"] for r in results] == [True, True, False]
-    assert results[2]["error"]["param"] == "reference" and results[2]["error"]["status"] == 422
+    assert [r["ok"] for r in results] == [False, True]
+    assert results[0]["error"]["type"] == "rubric_generation_failed" and results[0]["error"]["status"] == 502
 
 
 async def test_batch_validation_and_limits(make_client):

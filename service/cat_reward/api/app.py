@@ -10,6 +10,7 @@ from .. import __version__
 from ..engine.ports import AnswerChecker, Roles
 from ..settings import Settings
 from ..wiring import open_services
+from . import contract
 from .errors import install_error_handlers
 from .security import require
 from .middleware import BodyLimitMiddleware, ObservabilityMiddleware
@@ -60,4 +61,5 @@ def create_app(
     app.include_router(health.router)  # probes and metrics stay open for the orchestrator and Prometheus
     app.include_router(metrics.router)
     install_ui(app)  # the audit dashboard at /ui: HTML, guarded by the audit scope, not in openapi.json
+    contract.install(app, settings)  # openapi.json: the exact contract for these settings
     return app

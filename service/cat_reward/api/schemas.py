@@ -3,9 +3,11 @@ nothing of the engine; ``mapping`` converts between them and domain data."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from types import UnionType
+from typing import Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 Mode = Literal["rubric", "verifiable", "judge"]
@@ -18,17 +20,48 @@ RubricPrompt = Literal["standard", "weighted"]
 InjectionPolicy = Literal["zero", "penalty", "null", "flag"]
 
 
+# A text holds something besides whitespace: one character outside Python's whitespace (what
+# str.strip() removes), spelled out so that every regex engine (ECMA, Python, Rust) reads it alike.
+NONBLANK = "[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+_NONBLANK = re.compile(NONBLANK)
+INT64_MAX = 2**63 - 1
+
+
+def is_blank(text: str) -> bool:
+    return _NONBLANK.search(text) is None
+
+
 def _check_prompt(value):
-    if isinstance(value, str) and not value.strip():
+    if isinstance(value, str) and is_blank(value):
         raise ValueError("prompt must not be empty")
     if isinstance(value, list) and not value:
         raise ValueError("prompt must hold at least one message")
     return value
 
 
+def _is_int_field(annotation) -> bool:
+    return annotation is int or (get_origin(annotation) in (Union, UnionType) and int in get_args(annotation))
+def _nonblank_text(schema: dict) -> None:
+    """JSON Schema of a text that must not be blank (the string branch of a union, too); a list
+    branch (chat messages) needs an item."""
+    for branch in schema.get("anyOf", [schema]):
+        if branch.get("type") == "string":
+            branch.update(minLength=1, pattern=NONBLANK)
+        elif branch.get("type") == "array":
+            branch["minItems"] = 1
+
+
 class _Strict(BaseModel):
-    # Unknown fields are errors, and JSON types are taken as they are (true is not 1, "5" is not 5).
+    # Unknown fields are errors, and JSON types are taken as they are (true is not 1, "5" is not 5);
+    # but JSON has one number type, so 5.0 is the integer 5 (JSON Schema's "integer" says so too).
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value, info: ValidationInfo):
+        if isinstance(value, float) and value.is_integer() and _is_int_field(cls.model_fields[info.field_name].annotation):
+            return int(value)
+        return value
 
 
 class ChatMessage(_Strict):
@@ -92,12 +125,21 @@ class RewardOptions(_Strict):
         "when `reference` is sent, 'none' when only a supplied rubric is scored, else the service default.",
     )
     include_question: bool | None = Field(default=None, description="Show the prompt to the anchor (paper: off).")
-    num_criteria: int | None = Field(default=None, ge=1, le=64, description="Fewest rubric criteria (at least 5 by default).")
-    max_criteria: int | None = Field(default=None, ge=1, le=64, description="Most rubric criteria kept.")
+    num_criteria: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Fewest rubric criteria (default CAT_MIN_CRITERIA, 5). Rule `criteria_order`: it must not exceed "
+        "`max_criteria` (default: CAT_MAX_CRITERIA, 8, or num_criteria if larger).",
+    )
+    max_criteria: int | None = Field(
+        default=None, ge=1, le=64,
+        description="Most rubric criteria kept. Rule `criteria_order`: at least `num_criteria` (default CAT_MIN_CRITERIA, 5).",
+    )
     synthesis: SamplingOptions | None = None
     rubric: SamplingOptions | None = None
     judge_temperature: float | None = Field(default=None, ge=0, le=2)
-    seed: int | None = Field(default=None, description="Seed passed to the LLM backends, for reproducible runs.")
+    seed: int | None = Field(
+        default=None, ge=-(2**63), le=INT64_MAX, description="Seed passed to the LLM backends, for reproducible runs (64-bit)."
+    )
     answer_extractors: list[ExtractorName] | None = Field(
         default=None, min_length=1, description="Final-answer extractors in order (verifiable mode)."
     )
@@ -165,11 +207,23 @@ class RewardOptions(_Strict):
     )
 
 
+class SampleOptions(RewardOptions):
+    """RewardOptions of samples sent one at a time: no rubric travels with them, so the rubric is
+    the anchor's and there is no 'none' aggregator."""
+
+    aggregator: Literal["synthesis", "majority", "given", "scrl"] | None = Field(
+        default=None, description="As in RewardOptions, without 'none' (that needs a supplied rubric)."
+    )
+    rubric_source: Literal["anchor"] | None = Field(
+        default=None, description="Only 'anchor' (the default): samples carry no rubric."
+    )
+
+
 class RequestMetadata(_Strict):
     """Who the group belongs to, for the audit history."""
 
     run_id: str | None = Field(default=None, max_length=200)
-    step: int | None = Field(default=None, ge=0)
+    step: int | None = Field(default=None, ge=0, le=INT64_MAX)
     group_id: str | None = Field(default=None, max_length=200)
     tags: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Free tags.")
 
@@ -178,7 +232,11 @@ class RubricItem(_Strict):
     """One criterion of a caller-supplied rubric, in HealthBench's format."""
 
     criterion: str = Field(min_length=1, max_length=2000)
-    points: float = Field(default=1.0, description="Negative for an undesirable behaviour ('met' = it happened).")
+    points: float = Field(
+        default=1.0,
+        json_schema_extra={"not": {"const": 0}},
+        description="Non-zero; negative for an undesirable behaviour ('met' = it happened).",
+    )
     tags: list[str] = Field(default_factory=list)
     importance: Importance | None = Field(
         default=None,
@@ -195,16 +253,25 @@ class RubricItem(_Strict):
 
 
 class RewardRequest(_Strict):
-    prompt: str | list[ChatMessage] = Field(description="The prompt: plain text or chat messages.")
+    prompt: str | list[ChatMessage] = Field(
+        json_schema_extra=_nonblank_text,
+        description="The prompt: plain text (not blank) or chat messages (at least one). Rule `prompt_chars`: at most "
+        "CAT_MAX_PROMPT_CHARS characters, the messages' contents summed."
+    )
     rollouts: list[str] = Field(min_length=1, description="The G rollouts of this prompt, in order.")
     mode: Mode | None = Field(default=None, description="Reward mode. Default: the service's (rubric).")
-    reference: str | None = Field(default=None, description="A caller-supplied reference (aggregator 'given').")
+    reference: str | None = Field(
+        default=None,
+        json_schema_extra=_nonblank_text,
+        description="A caller-supplied reference (aggregator 'given'); not blank.",
+    )
     rubric: list[RubricItem] | None = Field(
         default=None, min_length=1, max_length=64, description="A caller-supplied rubric, scored as HealthBench does."
     )
     token_logprobs: list[list[float]] | None = Field(
         default=None,
-        description="Per rollout, the logprobs of its sampled tokens: SCRL's entropy gate uses them.",
+        description="Per rollout, the logprobs of its sampled tokens: SCRL's entropy gate uses them. Rule "
+        "`logprobs_per_rollout`: one list per rollout (as many lists as `rollouts`).",
     )
     options: RewardOptions = Field(default_factory=RewardOptions)
     metadata: RequestMetadata | None = Field(default=None, description="Run, step, group and tags, kept in the history.")
@@ -221,28 +288,39 @@ class GroupSpec(_Strict):
     id: str | None = Field(
         default=None, max_length=200, description="Explicit group key (e.g. verl's uid). Default: the prompt + step + mode."
     )
-    step: int | None = Field(default=None, ge=0, description="The trainer's step; part of the default group key.")
-    size: int = Field(ge=1, description="How many samples the group will have (G).")
+    step: int | None = Field(default=None, ge=0, le=INT64_MAX, description="The trainer's step; part of the default group key.")
+    size: int = Field(ge=1, description="How many samples the group will have (G); at most CAT_MAX_ROLLOUTS.")
     min_size: int | None = Field(default=None, ge=1, description="Fewest samples to score at the deadline (default CAT_GROUP_MIN_SAMPLES).")
     deadline_s: float | None = Field(default=None, gt=0, le=3600, description="Wait at most this long from the group's first sample.")
 
 
 class SampleIn(_Strict):
     rollout: str
-    index: int | None = Field(default=None, ge=0, description="Position in the group; default: the next free one.")
+    index: int | None = Field(
+        default=None, ge=0,
+        description="Position in the group; default: the next free one. Rule `index_in_group`: below `group.size`.",
+    )
 
 
 class SamplesRequest(_Strict):
     """One sample, or part of a group, of a prompt whose G rollouts arrive separately."""
 
-    prompt: str | list[ChatMessage]
+    prompt: str | list[ChatMessage] = Field(
+        json_schema_extra=_nonblank_text,
+        description="The prompt: plain text (not blank) or chat messages (at least one). Rule `prompt_chars`: at most "
+        "CAT_MAX_PROMPT_CHARS characters, the messages' contents summed."
+    )
     samples: list[SampleIn] = Field(
         description="The samples sent now; an empty list is answered at once with empty results (no judge call)."
     )
     group: GroupSpec
     mode: Mode | None = None
-    reference: str | None = None
-    options: RewardOptions = Field(default_factory=RewardOptions)
+    reference: str | None = Field(
+        default=None,
+        json_schema_extra=_nonblank_text,
+        description="A caller-supplied reference (aggregator 'given'); not blank.",
+    )
+    options: SampleOptions = Field(default_factory=SampleOptions)
     metadata: RequestMetadata | None = None
 
     @field_validator("prompt")

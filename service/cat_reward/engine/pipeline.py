@@ -96,12 +96,28 @@ class CaTPipeline:
     def fingerprint(self, group: Group) -> str:
         return group_fingerprint(group, self.roles.anchor.model, self.roles.judge.model, self.prompts.version)
 
-    async def score(self, group: Group) -> GroupOutcome:
+    @classmethod
+    def check(cls, group: Group) -> None:
+        """The rules a group's own fields must keep (``InvalidGroup`` naming the field), checked
+        before any LLM call; ``score`` checks them too."""
+        cls._checked(group)
+
+    @classmethod
+    def _checked(cls, group: Group):
         if not group.rollouts:
             raise InvalidGroup("a group needs at least one rollout", param="rollouts")
         if group.mode not in ("rubric", "verifiable", "judge"):
             raise InvalidGroup(f"unknown mode {group.mode!r}", param="mode")
-        aggregator = self._aggregator(group)
+        aggregator = cls._aggregator(group)
+        name = group.options.aggregator
+        if name in ("majority", "scrl") and group.mode != "verifiable":  # as the aggregators say, before any call
+            raise InvalidGroup(f"aggregator {name!r} works only with mode 'verifiable'", param="options.aggregator")
+        if name == "given" and (group.reference is None or not group.reference.strip()):
+            raise InvalidGroup("aggregator 'given' needs a non-empty 'reference'", param="reference")
+        return aggregator
+
+    async def score(self, group: Group) -> GroupOutcome:
+        aggregator = self._checked(group)
         self._check_scoring_options(group)
         ctx = GroupContext(group=group, roles=self.roles, prompts=self.prompts, checker=self.checker)
         cache = self.cache if group.options.use_cache else None

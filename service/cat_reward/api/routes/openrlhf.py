@@ -145,7 +145,7 @@ async def openrlhf_reward(body: OpenRLHFRequest, services: ServicesDep) -> OpenR
             )
         except ValidationError as exc:
             raise HTTPProblem(
-                500, "misconfigured", f"CAT_OPENRLHF_OPTIONS is not valid RewardOptions: {exc.errors()[0]['msg']}"
+                500, "misconfigured", f"CAT_OPENRLHF_OPTIONS is not valid SampleOptions (RewardOptions for samples): {exc.errors()[0]['msg']}"
             ) from exc
 
     rolling = RollingGroups(
