@@ -202,6 +202,17 @@ class RewardService:
         self.admission = Admission(settings.max_active_groups, settings.max_queued_groups, settings.queue_timeout_s)
         self.defaults = default_options(settings)
 
+    def check(self, group: Group, prefix: str = "") -> None:
+        """The limits of the settings and the rules of the group's own fields (openapi.json states
+        them all): ``InvalidGroup`` naming the field, before any LLM call."""
+        check_limits(group, self.settings, prefix)
+        try:
+            self.pipeline.check(group)
+        except InvalidGroup as exc:
+            if not prefix:
+                raise
+            raise InvalidGroup(exc.message, param=f"{prefix}{exc.param}" if exc.param else None) from exc
+
     async def score(self, job: GroupJob, idempotency_key: str | None = None) -> Scored:
         check_limits(job.group, self.settings)
         async with self.admission.admit(1):
@@ -260,7 +271,7 @@ class RewardService:
                 param="groups",
             )
         for i, job in enumerate(jobs):
-            check_limits(job.group, settings, prefix=f"groups.{i}.")
+            self.check(job.group, prefix=f"groups.{i}.")  # a group breaking a rule refuses the batch whole
 
         async def one(index: int, job: GroupJob) -> Scored | CatError:
             key = f"{idempotency_key}#{index}" if idempotency_key else None
@@ -328,7 +339,9 @@ class SampleService:
         scored = await self.rewards.score(job, idempotency_key=spec["key"])
         return scored.document
 
-    async def submit(self, job: SampleJob, idempotency_key: str | None = None) -> SampleResult:
+    def check(self, job: SampleJob) -> None:
+        """The group's size, the samples' indices, the limits and rules of the group's fields: a
+        422 now, before any wait (also for a request with no samples, answered at once)."""
         size = job.size
         if size > self.settings.max_rollouts:
             raise InvalidGroup(
@@ -337,7 +350,11 @@ class SampleService:
         bad = [s.index for s in job.samples if s.index is not None and s.index >= size]
         if bad:
             raise InvalidGroup(f"sample index {bad[0]} is outside a group of size {size}", param="samples")
-        check_limits(job.group, self.settings)  # the group-level fields, now, so bad options fail fast
+        self.rewards.check(job.group if job.group.rollouts else replace(job.group, rollouts=[""]))  # a stand-in rollout
+
+    async def submit(self, job: SampleJob, idempotency_key: str | None = None) -> SampleResult:
+        self.check(job)
+        size = job.size
         metadata = job.metadata
         if job.group_id is not None and (metadata or {}).get("group_id") is None:
             metadata = {**(metadata or {}), "group_id": job.group_id}

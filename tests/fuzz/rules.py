@@ -33,6 +33,27 @@ def _criteria_order(body: dict) -> None:
         options["num_criteria"] = options["max_criteria"]
 
 
+def _distinct_members(body: dict) -> None:
+    options = body.get("options")
+    if not isinstance(options, dict) or not isinstance(options.get("ensemble"), list):
+        return
+    seen, kept = set(), []
+    for member in options["ensemble"]:
+        key = (member.get("judge", "judge"), member.get("prompt", "verdict"))
+        if key not in seen:
+            seen.add(key)
+            kept.append(member)
+    options["ensemble"] = kept
+
+
+def _token_counter(body: dict) -> None:
+    # The fuzzed service's judge is a stub without /tokenize, and a generated tokenizer name loads
+    # nothing: a length penalty cannot be counted there, so valid cases leave it out.
+    options = body.get("options")
+    if isinstance(options, dict):
+        options.pop("length_penalty", None)
+
+
 def _logprobs_per_rollout(body: dict) -> None:
     logprobs, rollouts = body.get("token_logprobs"), body.get("rollouts")
     if isinstance(logprobs, list) and isinstance(rollouts, list):
@@ -82,11 +103,15 @@ REPAIRS: dict[str, dict[str, Callable[[dict], None]]] = {
         "logprobs_per_rollout": _logprobs_per_rollout,
         "prompt_chars": lambda body: _prompt_chars(body, PROMPT_LIMIT),
         "criteria_order": _criteria_order,
+        "distinct_members": _distinct_members,
+        "token_counter": _token_counter,
     },
     "SamplesRequest": {
         "index_in_group": _index_in_group,
         "prompt_chars": lambda body: _prompt_chars(body, PROMPT_LIMIT),
         "criteria_order": _criteria_order,
+        "distinct_members": _distinct_members,
+        "token_counter": _token_counter,
     },
     "OpenRLHFRequest": {
         "equal_lengths": _equal_lengths,

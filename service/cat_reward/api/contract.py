@@ -24,6 +24,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ..engine.judge import verdict_variants
+from ..engine.prompts import load_prompt_set
 from ..settings import Settings
 from .schemas import INT64_MAX, NONBLANK
 
@@ -35,11 +37,17 @@ RULES: dict[str, dict[str, str]] = {
         "logprobs_per_rollout": "token_logprobs, when sent, holds one list per rollout.",
         "prompt_chars": "The prompt's messages hold at most CAT_MAX_PROMPT_CHARS characters of content, summed.",
         "criteria_order": "options.num_criteria (default CAT_MIN_CRITERIA) does not exceed options.max_criteria.",
+        "distinct_members": "options.ensemble names each (judge, prompt) member once, defaults filled in.",
+        "token_counter": "options.length_penalty needs its tokens counted: a tokenizer that loads here, or a judge "
+        "that serves /tokenize (vLLM).",
     },
     "SamplesRequest": {
         "index_in_group": "Every samples[].index is below group.size.",
         "prompt_chars": "The prompt's messages hold at most CAT_MAX_PROMPT_CHARS characters of content, summed.",
         "criteria_order": "options.num_criteria (default CAT_MIN_CRITERIA) does not exceed options.max_criteria.",
+        "distinct_members": "options.ensemble names each (judge, prompt) member once, defaults filled in.",
+        "token_counter": "options.length_penalty needs its tokens counted: a tokenizer that loads here, or a judge "
+        "that serves /tokenize (vLLM).",
     },
     "OpenRLHFRequest": {
         "equal_lengths": "prompts, and labels when sent, hold one entry per query.",
@@ -82,6 +90,16 @@ def tighten(document: Schema, settings: Settings) -> None:
     batch["description"] += (
         " At most CAT_MAX_GROUPS_PER_BATCH, and at most CAT_MAX_ACTIVE_GROUPS + CAT_MAX_QUEUED_GROUPS."
     )
+    if not settings.length_penalty_max_tokens:  # nothing configured to stand in for a missing max_tokens
+        length = schemas["LengthPenaltyIn"]
+        field = length["properties"]["max_tokens"]
+        integer = next(branch for branch in field.pop("anyOf") if branch.get("type") == "integer")
+        field.update(integer)
+        field["description"] += " Required here: no CAT_LENGTH_PENALTY_MAX_TOKENS is configured."
+        length["required"] = ["max_tokens"]
+    member = schemas["EnsembleMemberIn"]["properties"]
+    member["judge"]["enum"] = ["judge", *sorted(settings.extra_judges)]
+    member["prompt"]["enum"] = verdict_variants(load_prompt_set(settings.prompt_set))
     openrlhf = schemas["OpenRLHFRequest"]["properties"]
     openrlhf["prompts"]["items"].update(minLength=1, pattern=NONBLANK, maxLength=settings.max_prompt_chars)
     for name, rules in RULES.items():
@@ -119,15 +137,20 @@ def _limits(schema: Schema, settings: Settings) -> None:
 
 
 # --- rules between fields ----------------------------------------------------------------------
-# "set" means present and not null; a field left out (or null) takes the service's default.
+# "set" means present and not null; a field left out (or null) takes the service's default. Every
+# condition is written without `not`, so that generators (and readers) need not negate schemas.
+
+MODES = ("rubric", "verifiable", "judge")
+SOURCES = ("anchor", "supplied", "both")
+AGGREGATORS = ("synthesis", "majority", "given", "scrl", "none")
 
 
-def _set(name: str) -> Schema:
-    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+def _set(name: str, kind: str = "string") -> Schema:
+    return {"required": [name], "properties": {name: {"type": kind}}}
 
 
 def _unset(name: str) -> Schema:
-    return {"not": _set(name)}
+    return {"properties": {name: {"type": "null"}}}  # absent, or null
 
 
 def _is(name: str, *values: Any) -> Schema:
@@ -139,48 +162,89 @@ def _option(schema: Schema) -> Schema:
 
 
 def _option_unset(name: str) -> Schema:
-    return {"not": _option(_set(name))}
+    return {"properties": {"options": _unset(name)}}
+
+
+def _option_in(name: str, values: tuple, default: Any) -> Schema:
+    """The option in effect is one of ``values`` (``default`` stands in when it is left out)."""
+    branches = [_option(_is(name, *values))]
+    if default in values:
+        branches.append(_option_unset(name))
+    return _any(*branches)
 
 
 def _any(*branches: Schema) -> Schema:
     return branches[0] if len(branches) == 1 else {"anyOf": list(branches)}
 
 
-def _mode(settings: Settings, mode: str) -> Schema:
-    """The mode in effect is ``mode``."""
-    return _any(_is("mode", mode), *([_unset("mode")] if settings.default_mode == mode else []))
+def _all(*parts: Schema) -> Schema:
+    return parts[0] if len(parts) == 1 else {"allOf": list(parts)}
 
 
-def _source(source: str) -> Schema:
-    """The rubric source in effect (default: 'supplied' when a rubric is sent, else 'anchor')."""
-    branches = [_option(_is("rubric_source", source))]
-    if source == "supplied":
-        branches.append({"allOf": [_option_unset("rubric_source"), _set("rubric")]})
-    if source == "anchor":
-        branches.append({"allOf": [_option_unset("rubric_source"), _unset("rubric")]})
+def _mode(settings: Settings, *modes: str) -> Schema:
+    """The mode in effect is one of ``modes``."""
+    return _any(_is("mode", *modes), *([_unset("mode")] if settings.default_mode in modes else []))
+
+
+def _source(*sources: str) -> Schema:
+    """The rubric source in effect is one of ``sources`` (default: 'supplied' when a rubric is sent,
+    else 'anchor')."""
+    branches = [_option(_is("rubric_source", *sources))]
+    if "supplied" in sources:
+        branches.append(_all(_option_unset("rubric_source"), _set("rubric", "array")))
+    if "anchor" in sources:
+        branches.append(_all(_option_unset("rubric_source"), _unset("rubric")))
     return _any(*branches)
 
 
-def _aggregator(settings: Settings, name: str) -> Schema:
-    """The aggregator in effect (default: 'given' with a reference, 'none' for a supplied rubric
-    alone, else CAT_DEFAULT_AGGREGATOR)."""
+def _aggregator(settings: Settings, *names: str) -> Schema:
+    """The aggregator in effect is one of ``names`` (default: 'given' with a reference, 'none' for
+    a supplied rubric alone, else CAT_DEFAULT_AGGREGATOR)."""
     unset = _option_unset("aggregator")
-    branches = [_option(_is("aggregator", name))]
-    if name == "given":
-        branches.append({"allOf": [unset, _set("reference")]})
-    if name == "none":
-        branches.append({"allOf": [unset, _unset("reference"), _source("supplied")]})
-    if name == settings.default_aggregator:
-        branches.append({"allOf": [unset, _unset("reference"), {"not": _source("supplied")}]})
+    branches = [_option(_is("aggregator", *names))]
+    if "given" in names:
+        branches.append(_all(unset, _set("reference")))
+    if "none" in names:
+        branches.append(_all(unset, _unset("reference"), _source("supplied")))
+    if settings.default_aggregator in names:
+        branches.append(_all(unset, _unset("reference"), _source("anchor", "both")))
     return _any(*branches)
+
+
+def _others(values: tuple, *excluded: str) -> tuple:
+    return tuple(v for v in values if v not in excluded)
 
 
 def _rule(text: str, when: Schema, then: Schema) -> Schema:
     return {"description": text, "if": when, "then": then}
 
 
+def _scoring_rules(settings: Settings) -> list[Schema]:
+    outside_rubric = [
+        _option_in("aggregation", ("fraction",), settings.aggregation),
+        _option_in("rubric_prompt", ("standard",), settings.rubric_prompt),
+    ]
+    if settings.verdict_ensemble:
+        outside_rubric.append(False)  # a default ensemble: only mode 'rubric' can be asked for
+    else:
+        outside_rubric.append(_option_unset("ensemble"))
+    return [
+        _rule(
+            "Outside mode 'rubric': aggregation 'fraction', rubric_prompt 'standard', no ensemble.",
+            _mode(settings, *_others(MODES, "rubric")),
+            _all(*outside_rubric),
+        ),
+        _rule(
+            "rubric_prompt 'weighted' asks the anchor for a rubric: not with fused, nor a supplied rubric alone.",
+            _option_in("rubric_prompt", ("weighted",), settings.rubric_prompt),
+            _all({"properties": {"options": {"properties": {"fused": {"enum": [False, None]}}}}}, _source("anchor", "both")),
+        ),
+    ]
+
+
 def _common_rules(settings: Settings) -> list[Schema]:
     return [
+        *_scoring_rules(settings),
         _rule(
             "A reference goes with aggregator 'given' (or none named).",
             _set("reference"),
@@ -189,23 +253,18 @@ def _common_rules(settings: Settings) -> list[Schema]:
         _rule("Aggregator 'given' needs a reference.", _aggregator(settings, "given"), _set("reference")),
         _rule(
             "Aggregators 'majority' and 'scrl' need mode 'verifiable'.",
-            _any(_aggregator(settings, "majority"), _aggregator(settings, "scrl")),
+            _aggregator(settings, "majority", "scrl"),
             _mode(settings, "verifiable"),
         ),
         _rule(
             "options.fused needs mode 'rubric', aggregator 'synthesis' and the anchor's own rubric.",
             _option(_is("fused", True)),
-            {"allOf": [_mode(settings, "rubric"), _aggregator(settings, "synthesis"), _source("anchor")]},
+            _all(_mode(settings, "rubric"), _aggregator(settings, "synthesis"), _source("anchor")),
         ),
     ]
 
 
-_POSITIVE_ITEM = {
-    "anyOf": [
-        {"not": {"required": ["points"]}},  # points default to 1
-        {"required": ["points"], "properties": {"points": {"exclusiveMinimum": 0}}},
-    ]
-}
+_POSITIVE_ITEM = {"properties": {"points": {"exclusiveMinimum": 0}}}  # points left out are 1
 
 
 def _reward_rules(settings: Settings) -> list[Schema]:
@@ -213,8 +272,8 @@ def _reward_rules(settings: Settings) -> list[Schema]:
         *_common_rules(settings),
         _rule(
             "rubric_source 'supplied' or 'both' needs mode 'rubric' and a rubric with a criterion of positive points.",
-            _any(_source("supplied"), _source("both")),
-            {"allOf": [_mode(settings, "rubric"), _set("rubric"), {"properties": {"rubric": {"contains": _POSITIVE_ITEM}}}]},
+            _source("supplied", "both"),
+            _all(_mode(settings, "rubric"), _set("rubric", "array"), {"properties": {"rubric": {"contains": _POSITIVE_ITEM}}}),
         ),
         _rule("rubric_source 'anchor' takes no rubric.", _option(_is("rubric_source", "anchor")), _unset("rubric")),
         _rule("Aggregator 'none' needs rubric_source 'supplied'.", _aggregator(settings, "none"), _source("supplied")),

@@ -15,7 +15,6 @@ from dataclasses import replace
 from ..admission import Overloaded
 from ..assembly import SampleIn as AssemblySample
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.pipeline import CaTPipeline
 from ..engine.types import (
     Criterion,
     EnsembleMember,
@@ -149,28 +148,15 @@ def group_of(request: RewardRequest, defaults: GroupOptions, default_mode: str, 
             for i, item in enumerate(request.rubric)
         )
     logprobs = request.token_logprobs
-    return checked(
-        Group(
-            prompt=_prompt(request.prompt),
-            rollouts=list(request.rollouts),
-            mode=request.mode or default_mode,
-            reference=request.reference,
-            options=options_of(request, defaults, prefix),
-            rubric=rubric,
-            token_logprobs=tuple(tuple(lps) for lps in logprobs) if logprobs is not None else None,
-        ),
-        prefix,
+    return Group(
+        prompt=_prompt(request.prompt),
+        rollouts=list(request.rollouts),
+        mode=request.mode or default_mode,
+        reference=request.reference,
+        options=options_of(request, defaults, prefix),
+        rubric=rubric,
+        token_logprobs=tuple(tuple(lps) for lps in logprobs) if logprobs is not None else None,
     )
-
-
-def checked(group: Group, prefix: str = "") -> Group:
-    """The group, once it keeps the rules its own fields must keep (openapi.json states them):
-    a request that breaks one is refused whole, before any LLM call (a batch too)."""
-    try:
-        CaTPipeline.check(group)
-    except InvalidGroup as exc:
-        raise InvalidGroup(exc.message, param=f"{prefix}{exc.param}" if exc.param else None) from exc
-    return group
 
 
 def job_of(request: RewardRequest, defaults: GroupOptions, default_mode: str, prefix: str = "") -> GroupJob:
@@ -191,7 +177,6 @@ def sample_job_of(request: SamplesRequest, defaults: GroupOptions, default_mode:
         reference=request.reference,
         options=options_of(request, defaults),
     )
-    checked(replace(group, rollouts=rollouts or [""]))  # the group's rules, even for a request with no samples
     spec = request.group
     return SampleJob(
         group=group,

@@ -96,11 +96,11 @@ class CaTPipeline:
     def fingerprint(self, group: Group) -> str:
         return group_fingerprint(group, self.roles.anchor.model, self.roles.judge.model, self.prompts.version)
 
-    @classmethod
-    def check(cls, group: Group) -> None:
-        """The rules a group's own fields must keep (``InvalidGroup`` naming the field), checked
-        before any LLM call; ``score`` checks them too."""
-        cls._checked(group)
+    def check(self, group: Group) -> None:
+        """The rules a group's own fields must keep (``InvalidGroup`` naming the field), for a
+        check before any LLM call or wait; ``score`` checks them too."""
+        self._checked(group)
+        self._check_scoring_options(group)
 
     @classmethod
     def _checked(cls, group: Group):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ...assembly import GroupConflict, GroupFailed
-from ...rewarding import check_limits
 from ..deps import ServicesDep
 from ..errors import HTTPProblem
 from ..mapping import sample_job_of, samples_response, status_for_type
@@ -31,9 +30,9 @@ router = APIRouter(tags=["rewards"])
 async def rewards_samples(
     body: SamplesRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
 ) -> SamplesResponse:
-    job = sample_job_of(body, services.rewards.defaults, services.settings.default_mode)  # 422 for a broken rule
+    job = sample_job_of(body, services.rewards.defaults, services.settings.default_mode)
     if not body.samples:  # nothing to score: answered at once, no group is opened, no judge call
-        check_limits(job.group, services.settings)  # the rest of the body is held to openapi.json all the same
+        services.samples.check(job)  # ... but the rest of the body is held to openapi.json all the same
         return SamplesResponse(rewards=[], indices=[], details=[], group=None, result=None)
     try:
         return samples_response(await services.samples.submit(job, idempotency_key))
