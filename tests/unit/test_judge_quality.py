@@ -129,3 +129,17 @@ def test_cli_usage_errors(tmp_path, capsys):
     out = tmp_path / "o.json"
     assert cli_main(["judge-quality", "--data", "builtin:pointwise", "--json", str(out), "--ensemble", "nobody/verdict"]) == 2
     assert "unknown judge 'nobody'" in capsys.readouterr().err and not out.exists()
+
+
+def test_hf_source_reads_a_local_dataset_folder_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    rows = [{"prompt": f"q{i}", "chosen": "good", "rejected": "bad", "subset": "s"} for i in range(3)]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = jq.load(f"hf:{folder}:test")  # datasets names the split after the file
+    assert data.kind == "pairwise" and [i["prompt"] for i in data.items] == ["q0", "q1", "q2"]
+    with pytest.raises(jq.JudgeQualityError, match="cannot load"):
+        jq.load(f"hf:{tmp_path / 'nothing-here'}")
