@@ -286,9 +286,13 @@ async def test_rubric_page_shows_the_reference_matrix_and_rewards(settings):
         rewards_row = re.search(r'<tr class="rewards">(.*?)</tr>', matrix, re.S).group(1)
         assert re.findall(r'<td class="reward num">([^<]+)</td>', rewards_row) == [f"{r:.2f}" for r in result["rewards"]]
         assert 'title="met; P(yes) = 0.9000; judge said: &#39;yes&#39;"' in matrix
+        # how the rewards were made: the aggregation and the prompt templates
+        facts = text_of(re.search(r'<h2>Provenance</h2>\s*<dl class="facts">(.*?)</dl>', html, re.S).group(1))
+        assert "Aggregation fraction" in facts and "Rubric prompt rubric.user" in facts and "Verdict prompts verdict.user" in facts
+        assert "How the rewards were made" in html and "criterion_weights" in html
 
 
-async def test_other_modes_and_the_callers_rubric_render(settings):
+async def test_other_modes_and_the_callers_rubric_render(settings, tmp_path):
     async with App(settings()) as client:
         ids = await post_groups(client, [
             group(mode="verifiable"),
@@ -307,6 +311,18 @@ async def test_other_modes_and_the_callers_rubric_render(settings):
         both = await client.get(f"/ui/rubrics/{ids[2]}", headers=AUDIT)
         assert both.text.count('<table class="matrix">') == 2 and "The caller&#39;s rubric × rollouts" in both.text
         assert '<span class="source source-caller">caller</span>' in both.text and ">-1.0<" in both.text
+
+        from tokenizers import Tokenizer
+        from tokenizers.models import WordLevel
+        from tokenizers.pre_tokenizers import Whitespace
+
+        tokenizer = Tokenizer(WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = Whitespace()
+        tokenizer.save(str(tmp_path / "tokenizer.json"))
+        lp = {"max_tokens": 2, "tokenizer": str(tmp_path / "tokenizer.json")}
+        [weighted] = await post_groups(client, [group(options={"aggregation": "soft", "length_penalty": lp})])
+        page = text_of((await client.get(f"/ui/rubrics/{weighted}", headers=AUDIT)).text)
+        assert "Aggregation soft" in page and "Length penalty −1.00 over 2 tokens" in page
 
 
 async def test_run_page_plots_one_box_per_step(settings):

@@ -307,6 +307,7 @@ def record_view(record: dict) -> dict:
         "options": {k: v for k, v in (request.get("options") or {}).items() if v is not None},
         "tags": metadata.get("tags") if isinstance(metadata, dict) else None,
         "supplied_rewards": supplied.get("rewards") if isinstance(supplied, dict) else None,
+        "scoring": result.get("scoring") if isinstance(result.get("scoring"), dict) else None,
     }
 
 
