@@ -222,8 +222,9 @@ def verdict_matrix(title: str, criteria: list, details: list, rewards: list, dia
     diagnostics = diagnostics if isinstance(diagnostics, dict) else {}
     summary = {
         k: diagnostics.get(k)
-        for k in ("reward_mean", "reward_std", "zero_variance", "discriminating_criteria", "regenerated")
-    }
+        for k in ("reward_mean", "reward_std", "zero_variance", "discriminating_criteria", "regenerated",
+                  "canary_yes", "canary_judged", "judge_unreliable")
+    }  # fmt: skip
     return Matrix(
         title=title, rows=rows, rewards=list(rewards or []), columns=columns, diagnostics=summary if diagnostics else {}
     )
@@ -245,6 +246,9 @@ class Rollout:
     extractor: str | None
     flags: list[str]
     error: str | None
+    raw_reward: float | None = None  # before the injection policy
+    policy: str | None = None  # the injection policy applied (flagged rollouts)
+    canary: dict | None = None  # the judge's verdict on the rollout's canary criterion
 
 
 def rollouts(request: dict, result: dict) -> list[Rollout]:
@@ -263,6 +267,9 @@ def rollouts(request: dict, result: dict) -> list[Rollout]:
                 extractor=detail.get("extractor"),
                 flags=[str(f) for f in detail.get("flags") or []],
                 error=detail.get("error"),
+                raw_reward=detail.get("raw_reward"),
+                policy=detail.get("policy"),
+                canary=detail.get("canary") if isinstance(detail.get("canary"), dict) else None,
             )
         )
     return out
