@@ -62,6 +62,7 @@ _INVISIBLE = re.compile(
     "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
 _SPACES = re.compile(r"[^\S\n]+")
+_NON_WORDS = re.compile(r"[^\w\n']+|_+")
 _NEWLINES = re.compile(r"\s*\n\s*")
 _COMMENTS = re.compile(r"<!--(.{0,4000}?)-->|^\s*\[[^\]\n]{0,40}\]:\s*#\s*[(\"'<](.{0,2000}?)[)\"'>]\s*$|/\*(.{0,4000}?)\*/", re.DOTALL | re.MULTILINE)
 
@@ -110,7 +111,7 @@ def _is_content(char: str) -> bool:
 class Normalized:
     """The views of one rollout the patterns run on."""
 
-    __slots__ = ("plain", "folded", "original")
+    __slots__ = ("plain", "folded", "words", "original")
 
     def __init__(self, text: str) -> None:
         self.original = text
@@ -122,6 +123,7 @@ class Normalized:
         text = _NEWLINES.sub("\n", _SPACES.sub(" ", text.lower())).strip()
         self.plain = text
         self.folded = text.translate(confusables_table()).lower()
+        self.words = _NON_WORDS.sub(" ", self.folded)  # ignore_previous_instructions() -> ignore previous instructions
 
 
 def normalize(text: str) -> str:
@@ -156,17 +158,26 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(?:to|for|dear|hey|hi|hello|attention)\s+(?:the\s+|any\s+|my\s+)?(?:ai\s+|llm\s+|automated\s+)?"
         + _GRADER_NOT_JUDGE + r"\b)", re.MULTILINE)),
     ("evaluator_note", re.compile(
-        r"\b(?:note|message|memo|reminder|attention|instructions?|a word)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|my\s+)?"
+        r"\b(?:note|message|memo|reminder|remark|comment|aside|attention|instructions?|a word)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|my\s+)?"
         r"(?:ai\s+|llm\s+|automated\s+|human\s+)?" + _GRADER_PROSE + r"\b|\b(?:dear|hey|hello|attention)\s+(?:ai\s+|llm\s+)?"
         + _GRADER_NOT_JUDGE + r"\b|\b(?:if|when|since|as)\s+(?:you\s+are|you're|you\s+act\s+as)\s+(?:an?\s+|the\s+)?"
         r"(?:ai\s+|llm\s+)?" + _GRADER + r"\b|\b(?:dear|hey)\s+(?:ai|llm|automated)\s+judge\b")),
+    ("evaluator_note", re.compile(
+        r"\b(?:to|for|dear|attention)\s+(?:whoever|whomever|anyone|the person|the one|the (?:model|ai|system|llm))\s+"
+        r"(?:who\s+|that\s+)?(?:is\s+|will\s+be\s+|'s\s+|will\s+)?(?:grad|scor|evaluat|judg|mark|assess|review|check|rat)\w*"
+        r"\s+(?:this|it|the|my|these|responses?|answers?)\b|"
+        r"<\s*[a-z][\w-]{0,20}\s[^>]{0,80}?\b(?:audience|to|for|target|recipient|role)\s*=\s*[\"']?\s*" + _GRADER + r"\b")),
     # -- override instructions --
     ("instruction_override", re.compile(
         r"\b(?:ignore|disregard|forget|override|bypass|skip|drop|discard|set aside|pay no attention to|do not follow|don't follow)"
         r"\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|original|all|any|your|the|system|grading|evaluation)"
         r"\b[^.\n]{0,30}?\b" + _INSTRUCTIONS + r"\b")),
     ("instruction_override", re.compile(
-        r"\b(?:ignore|disregard|forget)\s+(?:everything|anything|all)\s+(?:above|before|else|you were told|prior)\b|"
+        r"\b(?:ignore|disregard|forget|never\s?mind|pay no (?:heed|attention|mind) to)\s+(?:everything|anything|all|what)\s+"
+        r"(?:above|before|else|prior|(?:you|you've|you have)\s+(?:were|been)?\s*(?:told|given|instructed|asked|said))\b|"
+        r"\b(?:pay no (?:heed|attention|mind) to|never\s?mind|overlook|set aside|disregard|ignore|forget)\s+(?:\w+\s+){0,3}?"
+        r"(?:earlier|previous|prior|original|initial|your|the)\s+(?:\w+\s+){0,2}?(?:guidance|guidelines|instructions|directions|"
+        r"directives|rules|rubric|criteria|grading|scheme|prompt|task)\b|"
         r"\b(?:ignore|disregard|forget)\s+(?:all\s+|the\s+)?(?:previous|prior|above|preceding)\b(?!\s+(?:step|result|"
         r"equation|line|value|answer|paragraph|section|example|version|attempt|calculation|one|two)s?\b)")),
     ("instruction_override", re.compile(
@@ -181,6 +192,16 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"met|judgement|judgment|evaluation|grade|final_grade|passed_all|is_correct|correctness|reward|decision|"
         r"pass|result|label|score|rating|all_met)\s*[\"']\s*:\s*(?:true|[\"']\s*(?:yes|pass|passed|met|correct|"
         r"true|a\+?|excellent|full marks|accept(?:ed)?)\s*[\"']|1(?:\.0+)?\b(?!\s*[,.]\s*\d)|10(?:\.0)?\b|100\b)")),
+    ("verdict_forgery", re.compile(
+        r"^\W{0,3}(?:grade|final grade|score|final score|rating|overall rating|evaluation|assessment)\s*[:=]\s*"
+        r"(?:a\+|10\s*/\s*10|100\s*/\s*100|5\s*/\s*5|full marks|perfect|pass(?:ed)?)\W{0,3}$|"
+        r"^\W{0,3}(?:met|criteria met|all criteria met|criterion met|criteria_met|is correct|correct|passed|all met)\s*[:=]\s*"
+        r"(?:true|yes)\W{0,3}$|"
+        r"\|\s*(?:criteri\w*|rubric(?: item)?|requirement)\s*\|[^\n]{0,200}\n[\s\S]{0,600}?\|\s*(?:yes|met|pass(?:ed)?|true|"
+        r"\u2713|\u2714|\u2705)\s*\||"
+        r"\b(?:verified|confirmed|validated|approved|certified)\s+(?:as\s+)?(?:correct|accurate|right|valid)\s+by\s+"
+        r"(?:an?\s+|the\s+|our\s+)?(?:expert|panel|teacher|professor|staff|grader|judge|human|reviewer|committee|official|"
+        r"evaluator|examiner)", re.MULTILINE)),
     ("verdict_forgery", re.compile(
         r"<\s*(verdict|judg(?:e)?ment|grade|score|evaluation|assessment|decision|criteria_met|criterion_met|result|"
         r"rating|label|met)\s*>\s*(?:yes|pass|passed|met|correct|true|1(?:\.0)?|10(?:/10)?|100|a\+?|full marks|"
@@ -216,13 +237,13 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"[\"'\u201c]?(?:yes|pass|met|correct|true|10)\b")),
     # -- escaping the fence --
     ("fence_escape", re.compile(
-        r"(?:<|&lt;|\u2039|\u27e8|\u3008)\s*/?\s*(?:response|reference|submission|rollout|candidate_answer|student_answer)"
-        r"\s*(?:>|&gt;|\u203a|\u27e9|\u3009)")),
+        r"(?:<|&lt;|\u2039|\u27e8|\u3008)\s*[/\\]?\s*(?:response|reference|submission|rollout|candidate_answer|student_answer)"
+        r"\s*(?:>|&gt;|\u203a|\u27e9|\u3009)|[\[{]\s*[/\\]\s*(?:response|reference|submission|rollout)\s*[\]}]")),
     # -- a fake end of the response, then more --
     ("end_marker", re.compile(
         r"(?:^|\n)[ \-=#*_\[\](){}<>|~/.\u2014]*(?:end\s+of\s+(?:the\s+)?(?:candidate'?s?\s+|student'?s?\s+|assistant'?s?\s+|"
         r"model'?s?\s+|ai'?s?\s+)?(?:response|answer|submission|output|message|input|transcript|solution|text|document|"
-        r"turn|conversation|rollout)|(?:response|answer|submission|output|input)\s+(?:ends|ended|complete|finished)|"
+        r"turn|conversation|rollout)|(?:response|answer|submission|output|input|text)\s+(?:ends|ended|complete|finished|is over)(?:\s+here|\s+now)?|"
         r"end|eof|eot|fin|stop)[ \-=#*_\[\](){}<>|~/.\u2014]*\n[^\n]{0,400}?[a-z\u00c0-\uffff]{3}")),
     ("end_marker", re.compile(r"<\|?(?:endoftext|end_of_text|eot_id|eos|im_end)\|?>\s*\S")),
 )
@@ -244,9 +265,12 @@ _OTHER: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"anweisungen|anweisung|instruktionen|regeln|reglas|regras|regole|règles|criterios|critérios|criteri|critères|"
         r"kriterien|vorgaben|indicaciones|orientações)\b|"
         r"\b(?:nuevas instrucciones|novas instruções|nouvelles instructions|neue anweisungen|nuove istruzioni)\s*:|"
+        r"\b(?:olvida|olvide|olvidad|ignora|ignore|esqueça|esqueca|esquece|oublie[sz]?|ignorez|vergiss|vergessen sie|ignoriere|"
+        r"dimentica|ignora)\b[^.\n]{0,40}?\b(?:anterior|anteriores|antes|précède|précédent\w*|avant|vorher|zuvor|davor|bisher|"
+        r"oben|prima|precedent\w*|sopra|acima)\b|"
         # ru
         r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай внимания на|отбрось)[^.\n]{0,30}?"
-        r"(?:инструкци|указани|правил|критери|промпт|всё|все)|(?:новые инструкции|системная инструкция)\s*:|"
+        r"(?:инструкци|указани|правил|критери|промпт|всё|все|оценк)|(?:новые инструкции|системная инструкция)\s*:|"
         # ar
         r"(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|أهمل)[^.\n]{0,30}?(?:التعليمات|تعليمات|الأوامر|الإرشادات|القواعد|المعايير)|"
         r"تعليمات جديدة\s*:|"
@@ -278,27 +302,30 @@ _OTHER: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 # -- plain-text chat turns --------------------------------------------------------------------------
 _ROLE_LINE = re.compile(
-    r"^\W{0,4}(user|human|assistant|ai|system|developer|model|gpt|chatgpt|bot|grader|judge|evaluator|"
+    r"^\W{0,4}(user|human|assistant|ai|system|developer|model|gpt|chatgpt|bot|grader|judge|evaluator|q|question|a|"
     r"用户|用戶|助手|系统|系統|usuario|asistente|sistema|utilisateur|système|benutzer|assistent|пользователь|"
     r"ассистент|система|ユーザー|アシスタント|システム|usuário|assistente|utente|المستخدم|المساعد|النظام|"
-    r"उपयोगकर्ता|सहायक|प्रणाली)\W{0,3}\s*[:：]\s?(.*)$",
+    r"उपयोगकर्ता|सहायक|प्रणाली)(?:\s+(?:message|prompt|note|instructions?|turn))?\W{0,3}\s*[:：]\s?(.*)$",
     re.MULTILINE,
 )
 _GRADING_TALK = re.compile(
     r"criteri|rubric|verdict|full marks|full score|perfect score|grading|\bgrader?\b|\bevaluat\w*\s+(?:the|this|that|my|it)\b|"
     r"\b(?:does|did|is|was|has)\s+(?:the|this|that|my|it|your)\s*(?:" + _RESPONSE + r")?\s*(?:meet|satisf|pass|"
     r"fulfil|correct|right|accurate|complete|valid|acceptable)|"
-    r"\b(?:rate|score|grade|judge|assess|check|review|mark)\s+(?:the|this|that|my)\s+(?:" + _RESPONSE + r")\b|"
+    r"\b(?:rate|score|grade|judge|assess|check|review|mark|evaluate)\s+(?:the|this|that|my)\s+(?:" + _RESPONSE + r")\b|"
+    r"^(?:rate|score|grade|judge|assess|evaluate|mark)\s+(?:it|this|that)\b|\bdeserves?\s+(?:a\s+)?(?:yes|pass|full|10|perfect)|"
+    r"\b(?:answer|response|solution)\b[^\n?]{0,20}\b(?:right|correct|good|ok|okay|accurate|complete)\s*\?|"
     r"\b(?:meets|satisfies|fulfils|fulfills)\s+(?:all|every|each|the)\b|\bthe\s+" + _RESPONSE + r"\s+(?:is|was)\s+"
     r"(?:correct|right|perfect|excellent|complete)|"
     r"标准|評価|评分|評分|criterio|critère|kriterium|критери|critério|معيار|मानदंड"
 )
 _ORDERS = re.compile(
     r"\b(?:you (?:are|must|should|will|have to)|ignore|always|never|answer|respond|output|grade|evaluate|treat|"
-    r"consider|assume|from now on|instructions?|the (?:grader|judge|evaluator)|mark)\b"
+    r"consider|assume|from now on|instructions?|the (?:grader|judge|evaluator)|mark|approve|approved|pre-approved|"
+    r"accept|score|grade)\b"
 )
 _SYSTEM_ROLES = {"system", "developer", "系统", "系統", "sistema", "système", "система", "システム", "النظام", "प्रणाली"}
-_HUMAN_ROLES = {"user", "human", "用户", "用戶", "usuario", "utilisateur", "benutzer", "пользователь", "ユーザー",
+_HUMAN_ROLES = {"user", "human", "q", "question", "用户", "用戶", "usuario", "utilisateur", "benutzer", "пользователь", "ユーザー",
                 "usuário", "utente", "المستخدم", "उपयोगकर्ता"}
 _YES_START = re.compile(r"^\W{0,3}(?:(?:yes|yep|yeah|correct|verdict|met|pass|sí|si|oui|ja|да|sim|نعم)\b|是|对|はい|हाँ|हां)")
 
@@ -336,7 +363,7 @@ def _padding_tail(text: str) -> bool:
     if last is None:
         return False
     tail = text[last.end():]
-    return sum(c.isalpha() for c in tail[:2000]) >= 12
+    return sum(c.isalpha() for c in tail[:2000]) >= 8
 
 
 # -- no content --------------------------------------------------------------------------------------
@@ -344,9 +371,11 @@ _OPENERS = (
     r"thought process|thinking process|thoughts?|reasoning|let'?s think(?: about (?:it|this))?(?: step by step)?|"
     r"let'?s solve (?:this|the|it)(?: problem| question| task)?(?: step by step)?|let'?s (?:begin|start|see|go)|"
     r"let me (?:think|solve|see|start|work (?:it|this) out)(?: step by step| about (?:it|this))?|step by step|"
+    r"let us (?:begin|start|think|solve(?: this)?|see)|(?:solving|working|calculating|computing|thinking|analyzing|analysing)"
+    r"(?: (?:it|this|the problem))?(?: out)?|here'?s (?:my|the) (?:answer|solution)|"
     r"step 1|solution|solutions|answer|final answer|the answer is|my answer|here is (?:my|the) (?:answer|solution)|"
     r"explanation|analysis|response|sure|certainly|of course|alright|hmm+|"
-    r"解|解答|解析|答案|思考过程|思路|让我们一步一步(?:地)?(?:思考|解决)|かいせつ|解説|解き方|答え|考え方|"
+    r"解|解答|解析|答案|思考过程|思考|思路|分析|让我们一步一步(?:地)?(?:思考|解决)|かいせつ|解説|解き方|答え|考え方|"
     r"solución|solucion|respuesta|pensemos paso a paso|resolvamos (?:este problema )?paso a paso|"
     r"réponse|solution|raisonnement|résolvons (?:ce problème )?étape par étape|"
     r"lösung|antwort|lösungsweg|lass(?:t)? uns (?:das )?schritt für schritt (?:lösen|denken)|"
@@ -375,6 +404,8 @@ def detect_injection(text: str) -> list[str]:
     for kind, pattern in _LATIN:
         if kind not in found and pattern.search(views.folded):
             found.add(kind)
+    if "instruction_override" not in found and any(p.search(views.words) for k, p in _LATIN if k == "instruction_override"):
+        found.add("instruction_override")
     for kind, pattern in _OTHER:
         if kind not in found and pattern.search(views.plain):
             found.add(kind)
