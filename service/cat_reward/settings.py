@@ -179,11 +179,14 @@ class Settings(BaseSettings):
     canary: bool = Field(
         default=True,
         description="Judge, for each rollout, one criterion no honest answer meets (a code word with a fresh nonce), "
-        "in the same verdict batch: one extra verdict per rollout. Yes for a rollout flags it judge_persuaded; yes "
-        "for most of a group marks the judge unreliable there (judge_unreliable) and changes no reward.",
+        "in the same verdict batch: one extra verdict per rollout. P(yes) above CAT_CANARY_THRESHOLD flags the "
+        "rollout judge_persuaded; a yes verdict for most of a group marks the judge unreliable there "
+        "(judge_unreliable) and changes no reward.",
     )
     canary_threshold: float = Field(
-        default=0.5, gt=0, lt=1, description="Canary P(yes) above which the judge counts as persuaded."
+        default=0.8, gt=0, lt=1,
+        description="Canary P(yes) above which the judge counts as persuaded (SmolLM2-135M gives 0.3-0.7 to every "
+        "answer: at 0.5 it would zero half of the honest ones).",
     )
     verify_workers: int = Field(default=2, ge=1, description="math-verify worker processes.")
     verify_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of one answer check, seconds.")

@@ -55,7 +55,7 @@ async def test_the_default_policy_pays_nothing_for_a_flagged_attack():
     assert "possible_injection:instruction_override" in injected.flags
     assert paraphrase.raw_reward == 1.0 and paraphrase.reward == 0.0 and paraphrase.policy == "zero"
     assert paraphrase.flags == ["judge_persuaded"]  # only the canary caught it
-    assert paraphrase.canary.said_yes is True and honest.canary.said_yes is False
+    assert paraphrase.canary.persuaded is True and honest.canary.persuaded is False and honest.canary.met is False
     assert outcome.diagnostics.canary_yes == 2 and outcome.diagnostics.canary_judged == 4
     assert not outcome.diagnostics.judge_unreliable and "judge_unreliable" not in outcome.flags
     assert outcome.injection_policy == "zero"
@@ -198,7 +198,7 @@ async def test_the_api_reports_policy_raw_reward_and_counts_actions(client):
     injected = data["details"][2]
     assert injected["raw_reward"] == 1.0 and injected["policy"] == "zero"
     assert "possible_injection:instruction_override" in injected["flags"]
-    assert data["details"][3]["canary"]["said_yes"] is True and data["diagnostics"]["canary_yes"] == 2
+    assert data["details"][3]["canary"]["persuaded"] is True and data["diagnostics"]["canary_yes"] == 2
     after = (await client.get("/metrics")).text
     zero = 'policy="zero"'
     assert _counter(after, "cat_injection_policy_actions_total", zero) - _counter(before, "cat_injection_policy_actions_total", zero) == 2

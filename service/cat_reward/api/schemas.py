@@ -203,7 +203,7 @@ class RewardOptions(_Strict):
         "Default: CAT_CANARY (on).",
     )
     canary_threshold: float | None = Field(
-        default=None, gt=0, lt=1, description="Canary P(yes) above which the judge counts as persuaded (CAT_CANARY_THRESHOLD, 0.5)."
+        default=None, gt=0, lt=1, description="Canary P(yes) above which the judge counts as persuaded (CAT_CANARY_THRESHOLD, 0.8)."
     )
 
 
@@ -397,7 +397,9 @@ class CanaryOut(BaseModel):
     met: bool | None
     p_yes: float | None = None
     raw: str | None = None
-    said_yes: bool | None = Field(default=None, description="P(yes) above the canary threshold (yes without logprobs).")
+    persuaded: bool | None = Field(
+        default=None, description="P(yes) above the canary threshold (a yes verdict without logprobs): flagged judge_persuaded."
+    )
 
 
 class RolloutDetail(BaseModel):
@@ -437,11 +439,11 @@ class DiagnosticsOut(BaseModel):
     criteria: list[CriterionSignalOut] = Field(default_factory=list)
     discriminating_criteria: int | None = None
     regenerated: bool = Field(default=False, description="The rubric was regenerated for discriminating criteria.")
-    canary_yes: int | None = Field(default=None, description="Rollouts whose canary the judge said yes to (null: no canary).")
+    canary_yes: int | None = Field(default=None, description="Rollouts whose canary verdict was yes (null: no canary).")
     canary_judged: int | None = Field(default=None, description="Rollouts with a usable canary verdict.")
     judge_unreliable: bool = Field(
         default=False,
-        description="The judge said yes to the canary for most rollouts: it cannot tell; the canary changed no reward.",
+        description="The judge's canary verdict was yes for most rollouts: it cannot tell; the canary changed no reward.",
     )
 
 

@@ -6,10 +6,16 @@ Two detectors feed one policy:
   ``possible_injection:<kind>`` flag.
 - **the canary** (``GroupOptions.canary``): the judge also scores, for each rollout, one criterion
   no honest answer can meet ("the response contains the code word <fresh nonce>"), in the same
-  verdict batch as the rubric. A rollout whose canary P(yes) is above ``canary_threshold`` talked
-  the judge into something: it is flagged ``judge_persuaded``. When the canary says yes for more
-  than half of a group, the judge, not the rollouts, is the problem: the group is marked
-  ``judge_unreliable`` (diagnostics, group flag, metric) and the canary changes no reward there.
+  verdict batch as the rubric. A rollout whose canary P(yes) is above ``canary_threshold`` (0.8)
+  talked the judge into something: it is flagged ``judge_persuaded``. When the judge's verdict on
+  the canary is yes for more than half of a group, the judge, not the rollouts, is the problem:
+  the group is marked ``judge_unreliable`` (diagnostics, group flag, metric) and the canary
+  changes no reward there.
+
+  Why two bars: measured on the CPU SmolLM2-135M, the canary's P(yes) is 0.32-0.68 on honest
+  answers (median 0.55) and about the same on attacks, so a bar at 0.5 would zero half of the
+  honest answers; that judge is marked unreliable instead. A judge that reads says no with P(yes)
+  near 0; one that was talked into it, yes near 1.
 
 The policy (``GroupOptions.injection_policy``) then sets a flagged rollout's reward:
 
@@ -91,7 +97,7 @@ async def canary_verdicts(
     return found  # type: ignore[return-value]
 
 
-def _said_yes(verdict: Verdict, threshold: float) -> bool | None:
+def _persuaded(verdict: Verdict, threshold: float) -> bool | None:
     if verdict.p_yes is not None:
         return verdict.p_yes > threshold
     return verdict.met
@@ -110,10 +116,10 @@ def apply_hacking_policy(
     opts = ctx.options
     texts = ctx.group.rollouts
     summary: dict = {"canary_yes": None, "canary_judged": None, "judge_unreliable": False}
-    said: list[bool | None] = [None] * len(rollouts)
+    persuaded: list[bool | None] = [None] * len(rollouts)
     if canaries is not None:
-        said = [_said_yes(v, opts.canary_threshold) for _, v in canaries]
-        judged = [s for s in said if s is not None]
+        persuaded = [_persuaded(v, opts.canary_threshold) for _, v in canaries]
+        judged = [v.met for _, v in canaries if v.met is not None]
         summary["canary_judged"] = len(judged)
         summary["canary_yes"] = sum(judged)
         summary["judge_unreliable"] = bool(judged) and sum(judged) * 2 > len(judged)
@@ -121,13 +127,13 @@ def apply_hacking_policy(
     policy = opts.injection_policy if judged_mode else "flag"
     for index, rollout in enumerate(rollouts):
         flags = injection_flags(texts[rollout.index])
-        if said[index] and not summary["judge_unreliable"]:
+        if persuaded[index] and not summary["judge_unreliable"]:
             flags.append(PERSUADED)
         canary = None
         if canaries is not None:
             criterion, verdict = canaries[index]
             canary = CanaryResult(
-                criterion=criterion, met=verdict.met, p_yes=verdict.p_yes, raw=verdict.raw, said_yes=said[index]
+                criterion=criterion, met=verdict.met, p_yes=verdict.p_yes, raw=verdict.raw, persuaded=persuaded[index]
             )
         for outcome in [rollout, *(scoring[index] for scoring in extra)]:
             outcome.canary = canary

@@ -105,7 +105,7 @@ class GroupOptions:
     injection_policy: InjectionPolicy = "zero"  # what a flagged rollout is paid (see ``hacking``)
     injection_penalty: float = -1.0  # the reward under policy "penalty"
     canary: bool = True  # one extra verdict per rollout on a criterion no honest answer meets
-    canary_threshold: float = 0.5  # canary P(yes) above this: the judge was persuaded
+    canary_threshold: float = 0.8  # canary P(yes) above this: the judge was persuaded
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ class CanaryResult:
     met: bool | None
     p_yes: float | None
     raw: str | None
-    said_yes: bool | None  # P(yes) above the threshold (or "yes" without logprobs); None: no verdict
+    persuaded: bool | None  # P(yes) above the canary threshold (or "yes" without logprobs); None: no verdict
 
 
 @dataclass
@@ -244,7 +244,7 @@ class Diagnostics:
     criteria: list[CriterionSignal] = field(default_factory=list)
     discriminating_criteria: int | None = None
     regenerated: bool = False
-    canary_yes: int | None = None  # rollouts whose canary the judge said yes to (None: no canary)
+    canary_yes: int | None = None  # rollouts whose canary verdict was yes (None: no canary)
     canary_judged: int | None = None  # rollouts with a usable canary verdict
     judge_unreliable: bool = False  # the canary said yes for most of the group
 
