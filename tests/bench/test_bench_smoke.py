@@ -21,9 +21,10 @@ def test_service_overhead_bench_runs_and_reports(tmp_path):
     assert [lv["concurrency"] for lv in result["levels"]] == [1, 8, 64]
     for level in result["levels"]:
         assert level["failures"] == 0
-        # Against the stub (detected as vLLM): 2 anchor chat calls and 1 batched verdict request per group.
+        # Against the stub (detected as vLLM): 2 anchor chat calls and batched verdict requests: G = 8
+        # rollouts x (n = 8 criteria + the hacking canary) = 72 prompts, at most 2 requests at batch size 64.
         assert level["chat_requests_per_group"] == 2
-        assert level["judge_requests_per_group"] == 1
+        assert 1 <= level["judge_requests_per_group"] <= 2  # concurrent groups share batches
         assert level["cpu_ms_per_group"] > 0 and level["rss_mb"] > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["service_rss_mb"] == result["levels"][-1]["rss_mb"]

@@ -6,7 +6,8 @@ Two detectors feed one policy:
   ``possible_injection:<kind>`` flag.
 - **the canary** (``GroupOptions.canary``): the judge also scores, for each rollout, one criterion
   no honest answer can meet ("the response contains the code word <fresh nonce>"), in the same
-  verdict batch as the rubric. A rollout whose canary P(yes) is above ``canary_threshold`` (0.8)
+  ``judge_all`` call as the rubric's verdicts (judge mode: a verdict call of its own, beside the
+  equivalence verdicts). A rollout whose canary P(yes) is above ``canary_threshold`` (0.8)
   talked the judge into something: it is flagged ``judge_persuaded``. When the judge's verdict on
   the canary is yes for more than half of a group, the judge, not the rollouts, is the problem:
   the group is marked ``judge_unreliable`` (diagnostics, group flag, metric) and the canary
@@ -61,40 +62,56 @@ def wants_canary(ctx: GroupContext) -> bool:
     return ctx.options.canary and ctx.group.mode in JUDGED_MODES
 
 
-async def canary_verdicts(
-    ctx: GroupContext, cache: Cache | None = None, fingerprint: str = "", ttl_s: float = 0.0
-) -> list[tuple[str, Verdict]]:
-    """One canary verdict per rollout, each with its own nonce, asked as "verdict" prompts so they
-    share the rubric's batches. With a cache, a retry of the same group gets the same canaries
-    back (its nonces included: the policy never sees them), so a retry stays free and identical."""
-    n = len(ctx.group.rollouts)
-    keys = [canary_key(fingerprint, i) for i in range(n)]
-    found: list[tuple[str, Verdict] | None] = [None] * n
-    if cache is not None:
-        for i, entry in enumerate(await cache.get_many(keys)):
-            verdict = decode_verdict(entry, CANARY_ID) if isinstance(entry, dict) else None
-            if verdict is not None and isinstance(entry.get("criterion"), str):
-                found[i] = (entry["criterion"], verdict)
-        hits = sum(f is not None for f in found)
-        if hits:
-            ctx.usage.cache_hits["canary"] = hits
-    missing = [i for i in range(n) if found[i] is None]
-    criteria = {i: canary_criterion(ctx) for i in missing}
-    asks = [
-        (verdict_messages(ctx, ctx.group.rollouts[i], criteria[i], fenced=fence(ctx.group.rollouts[i])), CANARY_ID)
-        for i in missing
-    ]
-    for i, verdict in zip(missing, await judge_all(ctx, asks, "verdict")):
-        found[i] = (criteria[i], verdict)
-    if cache is not None:
-        fresh = {
-            keys[i]: {"criterion": found[i][0], **encode_verdict(found[i][1])}
-            for i in missing
-            if found[i][1].met is not None
-        }
-        if fresh:
-            await cache.set_many(fresh, ttl_s)
-    return found  # type: ignore[return-value]
+class Canaries:
+    """One canary verdict per rollout, each with its own nonce. ``asks`` are the verdict prompts
+    still to ask: the pipeline sends them in the same ``judge_all`` call as the rubric's verdicts
+    (one batched request), then hands the answers to ``complete``. With a cache, a retry of the
+    same group gets the same canaries back (nonces included: the policy never sees them), so a
+    retry stays free and identical."""
+
+    def __init__(self, ctx: GroupContext, cache: Cache | None, fingerprint: str, ttl_s: float) -> None:
+        self.ctx, self.cache, self.ttl_s = ctx, cache, ttl_s
+        self.keys = [canary_key(fingerprint, i) for i in range(len(ctx.group.rollouts))]
+        self.found: list[tuple[str, Verdict] | None] = [None] * len(self.keys)
+        self.missing: list[int] = []
+        self.criteria: dict[int, str] = {}
+        self.asks: list[tuple[list[dict[str, str]], str]] = []
+        self.completed = None  # a future the pipeline sets to ``complete``'s result
+
+    async def prepare(self) -> Canaries:
+        ctx = self.ctx
+        if self.cache is not None:
+            for i, entry in enumerate(await self.cache.get_many(self.keys)):
+                verdict = decode_verdict(entry, CANARY_ID) if isinstance(entry, dict) else None
+                if verdict is not None and isinstance(entry.get("criterion"), str):
+                    self.found[i] = (entry["criterion"], verdict)
+            hits = sum(f is not None for f in self.found)
+            if hits:
+                ctx.usage.cache_hits["canary"] = hits
+        self.missing = [i for i, f in enumerate(self.found) if f is None]
+        self.criteria = {i: canary_criterion(ctx) for i in self.missing}
+        rollouts = ctx.group.rollouts
+        self.asks = [
+            (verdict_messages(ctx, rollouts[i], self.criteria[i], fenced=fence(rollouts[i])), CANARY_ID) for i in self.missing
+        ]
+        return self
+
+    async def complete(self, verdicts: list[Verdict]) -> list[tuple[str, Verdict]]:
+        for i, verdict in zip(self.missing, verdicts):
+            self.found[i] = (self.criteria[i], verdict)
+        if self.cache is not None:
+            fresh = {
+                self.keys[i]: {"criterion": self.criteria[i], **encode_verdict(v)}
+                for i, v in zip(self.missing, verdicts)
+                if v.met is not None
+            }
+            if fresh:
+                await self.cache.set_many(fresh, self.ttl_s)
+        return self.found  # type: ignore[return-value]
+
+    async def ask_alone(self) -> list[tuple[str, Verdict]]:
+        """The canaries in a judge call of their own (when no rubric call can carry them)."""
+        return await self.complete(await judge_all(self.ctx, self.asks, "verdict"))
 
 
 def _persuaded(verdict: Verdict, threshold: float) -> bool | None:

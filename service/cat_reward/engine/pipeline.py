@@ -37,7 +37,7 @@ from .aggregation import Uncomputable, aggregate, scoring_record
 from .judge import equivalence_messages, fence, judge_all, verdict_messages, verdict_variants
 from .length_penalty import apply_length_penalty, count_rollout_tokens
 from .verdict_ensemble import combine, disagreement
-from .hacking import JUDGED_MODES, UNRELIABLE, apply_hacking_policy, canary_verdicts, wants_canary
+from .hacking import JUDGED_MODES, UNRELIABLE, Canaries, apply_hacking_policy, wants_canary
 from .ports import AnswerChecker, Cache, Roles
 from .prompts import PromptSet
 from .reward_rules import binary_reward
@@ -138,9 +138,9 @@ class CaTPipeline:
         if group.mode == "verifiable":
             rollouts = await self._timed(ctx, "scoring", self._score_verifiable(ctx, reference, flags))
         elif group.mode == "rubric":
-            rollouts, canaries = await self._timed(
-                ctx, "scoring", self._with_canary(ctx, self._score_rubric(ctx, rubric, cache), cache, fingerprint)
-            )
+            canary = await self._canaries(ctx, cache, fingerprint)
+            rollouts = await self._timed(ctx, "scoring", self._score_rubric(ctx, rubric, cache, canary))
+            canaries = await canary.completed if canary else None
             rubric_info = reference.details.get("rubric") or {}
             if (
                 group.options.regenerate_flat_rubric
@@ -162,23 +162,27 @@ class CaTPipeline:
                     supplied_rubric, supplied_rollouts, diagnose(supplied_rollouts, supplied_rubric)
                 )
         else:
-            rollouts, canaries = await self._timed(
-                ctx, "scoring", self._with_canary(ctx, self._score_equivalence(ctx, reference, cache), cache, fingerprint)
-            )
+            # The canaries are verdict prompts, not equivalence ones: their own request, beside.
+            canary = await self._canaries(ctx, cache, fingerprint)
+            scoring = self._score_equivalence(ctx, reference, cache)
+            if canary is None:
+                rollouts, canaries = await self._timed(ctx, "scoring", scoring), None
+            else:
+                rollouts, canaries = await self._timed(ctx, "scoring", asyncio.gather(scoring, canary.ask_alone()))
 
         if length is not None and counted is not None:
             apply_length_penalty(rollouts, counted[0], length, counted[1])
             if supplied is not None:
                 apply_length_penalty(supplied.rollouts, counted[0], length, counted[1])
         # Rollouts are data: flag the ones that try to buy their reward, and apply the policy.
-        canary = apply_hacking_policy(ctx, rollouts, canaries, extra=[supplied.rollouts] if supplied else [])
+        hacking = apply_hacking_policy(ctx, rollouts, canaries, extra=[supplied.rollouts] if supplied else [])
         if supplied is not None:
             supplied.diagnostics = diagnose(supplied.rollouts, supplied.rubric)
         diagnostics = diagnose(rollouts, rubric)
         diagnostics.regenerated = regenerated
-        diagnostics.canary_yes = canary["canary_yes"]
-        diagnostics.canary_judged = canary["canary_judged"]
-        diagnostics.judge_unreliable = canary["judge_unreliable"]
+        diagnostics.canary_yes = hacking["canary_yes"]
+        diagnostics.canary_judged = hacking["canary_judged"]
+        diagnostics.judge_unreliable = hacking["judge_unreliable"]
         if diagnostics.judge_unreliable:
             flags.append(UNRELIABLE)
         if diagnostics.zero_variance:
@@ -325,13 +329,18 @@ class CaTPipeline:
             raise InvalidGroup("token_logprobs needs one list per rollout", param="token_logprobs")
         return aggregator
 
-    async def _with_canary(self, ctx: GroupContext, scoring, cache: Cache | None, fingerprint: str):
-        """The rollouts' scoring, and beside it (same verdict batches) their canary verdicts."""
+    async def _canaries(self, ctx: GroupContext, cache: Cache | None, fingerprint: str) -> Canaries | None:
+        """The group's canary verdicts to ask (see ``hacking``), or None when off."""
         if not wants_canary(ctx):
-            return await scoring, None
-        canaries = canary_verdicts(ctx, cache, fingerprint, self.ttls.verdict_s)
-        rollouts, canaries = await asyncio.gather(scoring, canaries)
-        return rollouts, canaries
+            return None
+        canary = await Canaries(ctx, cache, fingerprint, self.ttls.verdict_s).prepare()
+        canary.completed = asyncio.get_running_loop().create_future()
+        return canary
+
+    @staticmethod
+    async def _settle(canary: Canaries | None, verdicts: list[Verdict]) -> None:
+        if canary is not None and not canary.completed.done():
+            canary.completed.set_result(await canary.complete(verdicts))
 
     @staticmethod
     def _supplied_rubric(group: Group) -> list[Criterion]:
@@ -414,6 +423,7 @@ class CaTPipeline:
         stage: str,
         cache: Cache | None,
         member: EnsembleMember = DEFAULT_MEMBER,
+        canary: Canaries | None = None,
     ) -> list[Verdict]:
         """Every verdict, from the cache where possible; the rest asked together (one batched
         single-token score each where the judge can, else concurrent chat calls). ``member``: the
@@ -435,9 +445,16 @@ class CaTPipeline:
             if hits:
                 ctx.usage.cache_hits["verdict"] = hits
         missing = [i for i, v in enumerate(found) if v is None]
+        extra = canary.asks if canary is not None else []  # the canaries ride in the same call
         asked = await judge_all(
-            ctx, [(asks[i].messages, asks[i].criterion_id) for i in missing], stage, None if client is self.roles.judge else client
+            ctx,
+            [(asks[i].messages, asks[i].criterion_id) for i in missing] + extra,
+            stage,
+            None if client is self.roles.judge else client,
         )
+        if canary is not None:
+            await self._settle(canary, asked[len(missing):])
+            asked = asked[: len(missing)]
         for i, verdict in zip(missing, asked):
             found[i] = verdict
         if cache is not None:
@@ -446,8 +463,15 @@ class CaTPipeline:
                 await cache.set_many(fresh, self.ttls.verdict_s)
         return found  # type: ignore[return-value]
 
-    async def _score_rubric(self, ctx: GroupContext, rubric: list[Criterion], cache: Cache | None) -> list[RolloutOutcome]:
+    async def _score_rubric(
+        self, ctx: GroupContext, rubric: list[Criterion], cache: Cache | None, canary: Canaries | None = None
+    ) -> list[RolloutOutcome]:
+        """``canary``: asked in the main judge's verdict call (standard prompt), or alone when no
+        member of an ensemble is the main judge."""
         members = self._members(ctx.group)
+        carrier = next((m for m in members if m.judge == DEFAULT_MEMBER.judge), None) if canary is not None else None
+        if canary is not None and carrier is None:
+            canary.completed.set_result(await canary.ask_alone())
         fenced = [fence(r) for r in ctx.group.rollouts]
 
         def asks(member: EnsembleMember) -> list[_Ask]:
@@ -458,10 +482,15 @@ class CaTPipeline:
                 for c in rubric
             ]
 
+        def carried(m: EnsembleMember) -> Canaries | None:
+            return canary if m is carrier else None
+
         if len(members) == 1:
-            verdicts = await self._verdicts(ctx, asks(members[0]), "verdict", cache, members[0])
+            verdicts = await self._verdicts(ctx, asks(members[0]), "verdict", cache, members[0], carried(members[0]))
         else:  # every member at once, each one batched request where its judge can
-            answers = await asyncio.gather(*(self._verdicts(ctx, asks(m), "verdict", cache, m) for m in members))
+            answers = await asyncio.gather(
+                *(self._verdicts(ctx, asks(m), "verdict", cache, m, carried(m)) for m in members)
+            )
             verdicts = [combine(members, same) for same in zip(*answers)]
         n = len(rubric)
         outcomes = []
