@@ -404,6 +404,26 @@ async def test_settings_default_ensemble_and_aggregation(make_client):
     assert v["p_yes"] == pytest.approx((0.9 + 0.1) / 2) and v["spread"] == pytest.approx(0.8)
 
 
+async def test_rubric_defaults_from_settings_do_not_refuse_other_modes(make_client):
+    b = ScriptedLLM(judge_script(lambda r, c: True), role="judge", model="judge-b")
+    client = await make_client(
+        judges={"b": b}, aggregation="soft", rubric_prompt="weighted", verdict_ensemble="judge/verdict,b/verdict",
+        extra_judges={"b": {"base_url": "http://127.0.0.1:1/v1"}},
+    )
+    judged = await client.post("/rewards", json={**BODY, "mode": "judge"})
+    assert judged.status_code == 200, judged.text
+    scoring = judged.json()["scoring"]
+    assert scoring["aggregation"] is None and scoring["ensemble"] is None
+    assert scoring["prompts"]["verdict"] == ["equivalence.user"]
+    supplied = await client.post("/rewards", json={**BODY, "rubric": [{"criterion": "The response says 5."}]})
+    assert supplied.status_code == 200, supplied.text
+    assert supplied.json()["scoring"]["prompts"]["rubric"] is None  # no anchor rubric: the weighted prompt is not used
+    refused = await client.post(
+        "/rewards", json={**BODY, "rubric": [{"criterion": "The response says 5."}], "options": {"rubric_prompt": "weighted"}}
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "options.rubric_prompt"
+
+
 def test_settings_reject_bad_weights_and_ensembles():
     with pytest.raises(ValueError, match="pitfall"):
         Settings(importance_weights={"pitfall": -1})

@@ -133,6 +133,29 @@ def options_of(request: RewardRequest | SamplesRequest, defaults: GroupOptions, 
     )
 
 
+def check_scoring_options(request: RewardRequest | SamplesRequest, group: Group, prefix: str = "") -> None:
+    """Options a request names where they cannot apply (the settings' defaults are then just
+    not used): aggregation, the weighted rubric prompt and ensembles act on rubric verdicts."""
+    o = request.options
+    if group.mode != "rubric":
+        named = [
+            name
+            for name, sent in (
+                ("aggregation", o.aggregation not in (None, "fraction")),
+                ("rubric_prompt", o.rubric_prompt == "weighted"),
+                ("ensemble", o.ensemble is not None),
+            )
+            if sent
+        ]
+        if named:
+            raise InvalidGroup(f"options.{named[0]} applies to mode 'rubric' only", param=f"{prefix}options.{named[0]}")
+    if o.rubric_prompt == "weighted" and (group.options.fused or group.options.rubric_source == "supplied"):
+        raise InvalidGroup(
+            "options.rubric_prompt 'weighted' asks the anchor for a rubric: not with fused or a supplied rubric only",
+            param=f"{prefix}options.rubric_prompt",
+        )
+
+
 def _prompt(prompt) -> str | list[dict[str, str]]:
     return prompt if isinstance(prompt, str) else [m.model_dump() for m in prompt]
 
@@ -148,7 +171,7 @@ def group_of(request: RewardRequest, defaults: GroupOptions, default_mode: str, 
             for i, item in enumerate(request.rubric)
         )
     logprobs = request.token_logprobs
-    return Group(
+    group = Group(
         prompt=_prompt(request.prompt),
         rollouts=list(request.rollouts),
         mode=request.mode or default_mode,
@@ -157,6 +180,8 @@ def group_of(request: RewardRequest, defaults: GroupOptions, default_mode: str, 
         rubric=rubric,
         token_logprobs=tuple(tuple(lps) for lps in logprobs) if logprobs is not None else None,
     )
+    check_scoring_options(request, group, prefix)
+    return group
 
 
 def job_of(request: RewardRequest, defaults: GroupOptions, default_mode: str, prefix: str = "") -> GroupJob:
@@ -177,6 +202,7 @@ def sample_job_of(request: SamplesRequest, defaults: GroupOptions, default_mode:
         reference=request.reference,
         options=options_of(request, defaults),
     )
+    check_scoring_options(request, group)
     spec = request.group
     return SampleJob(
         group=group,

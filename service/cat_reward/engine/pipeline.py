@@ -218,7 +218,7 @@ class CaTPipeline:
                 record["supplied_criterion_weights"] = scoring_record(supplied.rubric, opts)["criterion_weights"]
         else:
             record["aggregation"] = None
-        members = self._members(group)
+        members = self._members(group) if group.mode == "rubric" else (DEFAULT_MEMBER,)
         templates: dict = {"set": self.prompts.version}
         if group.mode == "rubric":
             anchor_rubric = group.options.rubric_source != "supplied"
@@ -262,19 +262,11 @@ class CaTPipeline:
             raise InvalidGroup(
                 f"unknown aggregation {opts.aggregation!r}; one of {', '.join(AGGREGATIONS)}", param="options.aggregation"
             )
-        if group.mode != "rubric":
-            for name, default in (("aggregation", "fraction"), ("rubric_prompt", "standard")):
-                if getattr(opts, name) != default:
-                    raise InvalidGroup(f"options.{name} applies to mode 'rubric' only", param=f"options.{name}")
-            if opts.ensemble:
-                raise InvalidGroup("options.ensemble applies to mode 'rubric' only", param="options.ensemble")
+        # Aggregation, rubric prompt and ensemble apply to rubric verdicts (and the rubric prompt to
+        # the anchor's own two-step rubric); elsewhere the settings' defaults are not used. A request
+        # that names one where it cannot apply is refused at the API edge (``api/mapping``).
         if opts.rubric_prompt not in ("standard", "weighted"):
             raise InvalidGroup(f"unknown rubric_prompt {opts.rubric_prompt!r}", param="options.rubric_prompt")
-        if opts.rubric_prompt == "weighted" and (opts.fused or opts.rubric_source == "supplied"):
-            raise InvalidGroup(
-                "options.rubric_prompt 'weighted' asks the anchor for a rubric: not with fused or a supplied rubric only",
-                param="options.rubric_prompt",
-            )
         w = opts.weights
         for name in ("essential", "important", "optional", "pitfall"):
             value = getattr(w, name)
