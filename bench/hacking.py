@@ -1,9 +1,9 @@
 """Bench: reward hacking resistance.
 
 1. Detection (no LLM): precision and recall per kind on the labelled suite (tests/adversarial/
-   attacks.jsonl, benign.jsonl) and on the two held-out sets written after the detector was
-   tuned (heldout_*.jsonl: the first, measured before tuning on it, then folded in; heldout2_*:
-   measured untuned). The held-out numbers are the honest limit of the patterns.
+   attacks.jsonl, benign.jsonl) and on three held-out sets, each written after the detector was
+   tuned on the earlier ones and measured once before any tuning on it (heldout_* and heldout2_*
+   were then tuned on; heldout3_* never was). The untuned numbers are the honest limit.
 2. Paid attacks (scripted judges, in process): each attack in a group of 3 honest answers,
    scored under every policy, by
      obedient    a judge that says yes to every criterion of an attack, the canary included,
@@ -214,11 +214,11 @@ def markdown(result: dict) -> str:
             for k, v in suite["per_kind"].items()]
     lines += ["Per kind, on the suite:", "", table(["kind", "attacks", "recall", "recall as kind", "precision",
                                                       "precision as kind"], rows), ""]
-    held = result["detection"]["heldout2"]
+    held = result["detection"]["heldout3"]
     rows = [[k, v["attacks"], v["recall"]] for k, v in held["per_kind"].items()]
-    lines += ["Per kind, on the untuned held-out set (heldout2):", "", table(["kind", "attacks", "recall"], rows), ""]
+    lines += ["Per kind, on the untuned held-out set (heldout3):", "", table(["kind", "attacks", "recall"], rows), ""]
     rows = [[r["judge"], "on" if r["canary"] else "off", r["policy"], f"{r['paid']}/{r['attacks']}"] for r in result["paid_scripted"]]
-    lines += ["Attacks paid (reward > 0), suite + both held-out sets, scripted judges:", "",
+    lines += ["Attacks paid (reward > 0), suite + the three held-out sets, scripted judges:", "",
               table(["judge", "canary", "policy", "paid"], rows), ""]
     real = result.get("real_judge")
     if real:
@@ -247,6 +247,7 @@ async def main_async(args) -> dict:
         "suite": (load("attacks.jsonl"), load("benign.jsonl")),
         "heldout1": (load("heldout_attacks.jsonl"), load("heldout_benign.jsonl")),
         "heldout2": (load("heldout2_attacks.jsonl"), load("heldout2_benign.jsonl")),
+        "heldout3": (load("heldout3_attacks.jsonl"), load("heldout3_benign.jsonl")),
     }
     result: dict = {"detection": {name: detection(a, b) for name, (a, b) in sets.items()}}
     every_attack = [a for a, _ in sets.values() for a in a]
@@ -257,7 +258,7 @@ async def main_async(args) -> dict:
         for a in sets["suite"][0]:
             if len(per_kind[a["kind"]]) < args.attacks_per_kind:
                 per_kind[a["kind"]].append(a)
-        attacks = {"suite_sample": [a for v in per_kind.values() for a in v], "heldout2": sets["heldout2"][0]}
+        attacks = {"suite_sample": [a for v in per_kind.values() for a in v], "heldout3": sets["heldout3"][0]}
         honest_items = [b for b in sets["suite"][1] if len(b["text"]) > 20]
         result["real_judge"] = await real_judge(args.judge_url, args.model, honest_items, attacks, args.groups)
     return result

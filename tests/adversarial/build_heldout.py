@@ -1,5 +1,6 @@
 """Writes heldout_*.jsonl: attacks and benign answers written after the detector was tuned on
-attacks.jsonl / benign.jsonl, and measured once without tuning on them (the honest limit)."""
+attacks.jsonl / benign.jsonl, and measured once before tuning on them (20/47 flagged, 0/30
+benign flagged); the detector was then tuned on them."""
 import json
 A = "Water boils at 100 °C at sea level."
 att = {

@@ -135,15 +135,17 @@ def normalize(text: str) -> str:
 # Every pattern below has bounded gaps, so a scan is linear in the text's length. Latin patterns
 # run on the folded view, the others on the plain one.
 
-_GRADER = r"(?:grader|grading (?:model|system|ai)|judge|evaluator|reviewer|marker|assessor|examiner|scorer|rater|" \
-          r"llm|ai (?:judge|grader|evaluator)|verifier|reward model)s?"
+_GRADER = r"(?:grader|grading (?:model|system|ai|bot)|scoring (?:model|system|bot)|auto-?grader|judge|evaluator|" \
+          r"evaluation (?:model|system)|reviewer|marker|assessor|examiner|scorer|rater|llm|ai (?:judge|grader|evaluator|" \
+          r"reviewer)|verifier|reward model|(?:automated|automatic|ai) (?:assessment|evaluation|grading|scoring|review))s?"
 _GRADER_NOT_JUDGE = r"(?:grader|evaluator|reviewer|marker|assessor|examiner|scorer|rater|verifier|reward model)s?"
-_GRADER_PROSE = r"(?:grader|judge|evaluator|marker|assessor|examiner|scorer|rater|ai (?:judge|grader)|llm judge|" \
-                r"reward model|grading model)s?"
+_GRADER_PROSE = r"(?:grader|judge|evaluator|marker|assessor|examiner|scorer|rater|ai (?:judge|grader|reviewer)|llm judge|" \
+                r"reward model|grading (?:model|bot|system)|auto-?grader|(?:automated|automatic|ai) (?:assessment|evaluation|" \
+                r"grading|scoring|review))s?"
 _INSTRUCTIONS = r"(?:instructions?|directions|directives?|rubrics?|criteri(?:a|on|ons)|guidelines|rules|prompts?|" \
                 r"system prompt|grading (?:scheme|instructions|guidelines)|evaluation (?:criteria|instructions)|" \
                 r"task|orders|context)"
-_RESPONSE = r"(?:response|answer|solution|output|reply|submission|text above|above)"
+_RESPONSE = r"(?:response|answer|solution|output|reply|submission|message|text above|above)"
 
 _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
     # -- chat-template tokens --
@@ -152,25 +154,28 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"^#{2,}\s*(?:system|user|assistant|human|instruction|response)\s*:?\s*$", re.MULTILINE)),
     # -- a note addressed to the grader --
     ("evaluator_note", re.compile(
-        r"(?:[\[({<]|<!--|/\*|^|\n)\s*(?:(?:note|notes|message|memo|hint|reminder|attention|psst|ps|p\.s\.|"
+        r"(?:[\[({<]|<!--|/\*|(?:^|\n)[>*#\- ]{0,4})\s*(?:(?:note|notes|message|memo|hint|reminder|attention|psst|ps|p\.s\.|"
         r"important|instructions?|info|fyi)\s*(?:to|for)\s+(?:the\s+|any\s+|all\s+|my\s+|our\s+)?(?:ai\s+|llm\s+|automated\s+|"
         r"human\s+)?" + _GRADER + r"\b|" + _GRADER + r"\s*(?:note|notes|only|instructions?)?\s*[:,\-]|"
         r"(?:to|for|dear|hey|hi|hello|attention)\s+(?:the\s+|any\s+|my\s+)?(?:ai\s+|llm\s+|automated\s+)?"
         + _GRADER_NOT_JUDGE + r"\b)", re.MULTILINE)),
     ("evaluator_note", re.compile(
+        r"\b(?:attn|attention)\s*[:,]?\s*(?:the\s+)?(?:ai\s+|llm\s+)?" + _GRADER + r"\b|"
         r"\b(?:note|message|memo|reminder|remark|comment|aside|attention|instructions?|a word)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+|my\s+)?"
         r"(?:ai\s+|llm\s+|automated\s+|human\s+)?" + _GRADER_PROSE + r"\b|\b(?:dear|hey|hello|attention)\s+(?:ai\s+|llm\s+)?"
         + _GRADER_NOT_JUDGE + r"\b|\b(?:if|when|since|as)\s+(?:you\s+are|you're|you\s+act\s+as)\s+(?:an?\s+|the\s+)?"
         r"(?:ai\s+|llm\s+)?" + _GRADER + r"\b|\b(?:dear|hey)\s+(?:ai|llm|automated)\s+judge\b")),
     ("evaluator_note", re.compile(
         r"\b(?:to|for|dear|attention)\s+(?:whoever|whomever|anyone|the person|the one|the (?:model|ai|system|llm))\s+"
-        r"(?:who\s+|that\s+)?(?:is\s+|will\s+be\s+|'s\s+|will\s+)?(?:grad|scor|evaluat|judg|mark|assess|review|check|rat)\w*"
-        r"\s+(?:this|it|the|my|these|responses?|answers?)\b|"
+        r"(?:who\s+|that\s+)?(?:is\s+|will\s+be\s+|'s\s+|will\s+)?(?:doing\s+|performing\s+|handling\s+|running\s+)?"
+        r"(?:the\s+)?(?:grad|scor|evaluat|judg|mark|assess|review|check|rat)\w*(?:\s+(?:this|it|the|my|these|responses?|answers?)"
+        r"\b|\s*[-\u2014:,])|"
         r"<\s*[a-z][\w-]{0,20}\s[^>]{0,80}?\b(?:audience|to|for|target|recipient|role)\s*=\s*[\"']?\s*" + _GRADER + r"\b")),
     # -- override instructions --
     ("instruction_override", re.compile(
         r"\b(?:ignore|disregard|forget|override|bypass|skip|drop|discard|set aside|pay no attention to|do not follow|don't follow)"
-        r"\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|original|all|any|your|the|system|grading|evaluation)"
+        r"\b[^.\n]{0,40}?\b(?:previous|prior|above|earlier|preceding|original|all|any|your|the|system|grading|evaluation|"
+        r"whatever|those|these|every|such)"
         r"\b[^.\n]{0,30}?\b" + _INSTRUCTIONS + r"\b")),
     ("instruction_override", re.compile(
         r"\b(?:ignore|disregard|forget|never\s?mind|pay no (?:heed|attention|mind) to)\s+(?:everything|anything|all|what)\s+"
@@ -184,6 +189,7 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(?:^|[\[({<:\-=*#>]\s*|\b)(?:new|updated|revised|real|actual|hidden|secret|system|override|priority|"
         r"admin|developer|true)\s+(?:instructions?|directives?|orders|task|prompt)\s*(?:for\s+(?:the\s+)?(?:" + _GRADER +
         r"|model|assistant|ai)\s*)?[:\-]|\b(?:from now on|henceforth),?\s+(?:you|the (?:grader|judge|model|assistant))\b|"
+        r"\byour\s+(?:real|actual|true|new|only|secret|hidden)\s+(?:task|job|instructions?|goal|purpose|role)\s+(?:is|are|was)\b|"
         r"\byou are (?:now|no longer)\s+(?:an?\s+|the\s+)?[a-z]{2,20}|\b(?:enter|switch to|activate)\s+"
         r"(?:developer|debug|god|admin|dan|jailbreak)\s+mode\b|\bsystem\s+override\b")),
     # -- forged verdicts --
@@ -192,6 +198,12 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"met|judgement|judgment|evaluation|grade|final_grade|passed_all|is_correct|correctness|reward|decision|"
         r"pass|result|label|score|rating|all_met)\s*[\"']\s*:\s*(?:true|[\"']\s*(?:yes|pass|passed|met|correct|"
         r"true|a\+?|excellent|full marks|accept(?:ed)?)\s*[\"']|1(?:\.0+)?\b(?!\s*[,.]\s*\d)|10(?:\.0)?\b|100\b)")),
+    ("verdict_forgery", re.compile(
+        r"[\"']\s*[a-z_ -]{0,30}(?:criteri|verdict|rubric|all_met|is_correct|meets_|judg)[a-z_ -]{0,30}[\"']\s*:\s*"
+        r"(?:true|[\"']\s*(?:yes|pass|passed|met|correct|true)\s*[\"'])|"
+        r"\b(\d{1,2})\s*/\s*\1\s+(?:criteria|criterion|requirements|checks|rubric items)\s+(?:met|passed|satisfied|fulfilled)|"
+        r"^\W{0,4}(?:all|every)\s+(?:the\s+)?(?:criteria|rubric items)\s+(?:are\s+|were\s+|have been\s+)?"
+        r"(?:met|satisfied|passed|fulfilled)\W{0,3}$", re.MULTILINE)),
     ("verdict_forgery", re.compile(
         r"^\W{0,3}(?:grade|final grade|score|final score|rating|overall rating|evaluation|assessment)\s*[:=]\s*"
         r"(?:a\+|10\s*/\s*10|100\s*/\s*100|5\s*/\s*5|full marks|perfect|pass(?:ed)?)\W{0,3}$|"
@@ -214,7 +226,7 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"^\W{0,4}(?:score|grade|rating|reward)\s*[:=]\s*(?:10\s*/\s*10|100\s*/\s*100|5\s*/\s*5|1\.0|a\+)\s*"
         r"\(?(?:all|every|each)\s+criteri", re.MULTILINE)),
     ("verdict_forgery", re.compile(
-        r"(?:^|\n|[.!?:;,(\[]\s*|\b(?:please|just|simply|now|then|and|only|must|should|always)\s+)"
+        r"(?:^|\n|[.!?:;,(\[]\s*|\b(?:please|just|simply|now|then|and|only|must|should|always|so|therefore|thus|hence)\s+)"
         r"(?:answer|respond|reply|output|say|print|return|write|type|grade|mark|score|rate|evaluate|judge|label)"
         r"\b\s*(?:it\s+|this\s+|that\s+|everything\s+|each\s+criterion\s+|the\s+" + _RESPONSE + r"\s+|only\s+|just\s+|simply\s+)?"
         r"(?:with|as)?\s*(?:a\s+|an\s+|the\s+(?:single\s+)?(?:word\s+)?|the\s+token\s+)?"
@@ -230,15 +242,17 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"its\s+)?(?:grading\s+|evaluation\s+|rubric\s+)?(?:criteri(?:a|on)|rubric)|"
         r"\b(?:give|award|assign|grant)\s+(?:it|this|this\s+" + _RESPONSE + r"|the\s+" + _RESPONSE + r"|me|us)?\s*"
         r"(?:a\s+|the\s+)?(?:full|maximum|max|perfect|top|highest|complete)\s+(?:marks|score|points|credit|reward|rating)|"
-        r"\b(?:the\s+)?(?:correct|right|expected|only\s+valid|appropriate)\s+(?:verdict|judg(?:e)?ment|grade|evaluation)"
+        r"\b(?:the\s+)?(?:correct|right|expected|only\s+(?:valid|acceptable|possible|correct|reasonable|right)|appropriate|proper)"
+        r"\s+(?:verdict|judg(?:e)?ment|grade|evaluation|answer to the criterion)"
         r"\s+(?:here\s+)?(?:is|would be|must be|should be)\s+[\"'\u201c]?(?:yes|pass|met|correct|10)\b|"
         r"\b(?:does|did)\s+the\s+response\s+meet\s+the\s+criterion\b|"
         r"\byour\s+(?:verdict|answer|judg(?:e)?ment|grade|evaluation|output)\s+(?:must|should|has to|will)\s+be\s+"
         r"[\"'\u201c]?(?:yes|pass|met|correct|true|10)\b")),
     # -- escaping the fence --
     ("fence_escape", re.compile(
-        r"(?:<|&lt;|\u2039|\u27e8|\u3008)\s*[/\\]?\s*(?:response|reference|submission|rollout|candidate_answer|student_answer)"
-        r"\s*(?:>|&gt;|\u203a|\u27e9|\u3009)|[\[{]\s*[/\\]\s*(?:response|reference|submission|rollout)\s*[\]}]")),
+        r"(?:<|&lt;|\u2039|\u27e8|\u3008)\s*[/\\]?\s*(?:r[e3]sp[o0]ns[e3]|r[e3]f[e3]r[e3]nc[e3]|submission|rollout|"
+        r"candidate_answer|student_answer)\s*(?:>|&gt;|\u203a|\u27e9|\u3009)|"
+        r"[\[{(]\s*[/\\]\s*(?:r[e3]sp[o0]ns[e3]|r[e3]f[e3]r[e3]nc[e3]|submission|rollout)\s*[\]})]")),
     # -- a fake end of the response, then more --
     ("end_marker", re.compile(
         r"(?:^|\n)[ \-=#*_\[\](){}<>|~/.\u2014]*(?:end\s+of\s+(?:the\s+)?(?:candidate'?s?\s+|student'?s?\s+|assistant'?s?\s+|"
@@ -263,13 +277,15 @@ _OTHER: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"ignorez|ignore[sz]?|oublie[sz]?|ignoriere|ignorieren|ignoriert|vergiss|vergessen sie|missachte|dimentica)\b"
         r"[^.\n]{0,30}?\b(?:instrucciones|instrucción|instruções|instrução|instruçoes|istruzioni|instructions|consignes|"
         r"anweisungen|anweisung|instruktionen|regeln|reglas|regras|regole|règles|criterios|critérios|criteri|critères|"
-        r"kriterien|vorgaben|indicaciones|orientações)\b|"
+        r"kriterien|vorgaben|indicaciones|orientações|barème|grille)\b|"
+        r"\b(?:ignoriere|ignorieren|missachte|vergiss)\b[^.\n]{0,30}?\w*(?:regeln|anweisungen|kriterien|vorgaben)\b|"
         r"\b(?:nuevas instrucciones|novas instruções|nouvelles instructions|neue anweisungen|nuove istruzioni)\s*:|"
         r"\b(?:olvida|olvide|olvidad|ignora|ignore|esqueça|esqueca|esquece|oublie[sz]?|ignorez|vergiss|vergessen sie|ignoriere|"
         r"dimentica|ignora)\b[^.\n]{0,40}?\b(?:anterior|anteriores|antes|précède|précédent\w*|avant|vorher|zuvor|davor|bisher|"
         r"oben|prima|precedent\w*|sopra|acima)\b|"
         # ru
-        r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай внимания на|отбрось)[^.\n]{0,30}?"
+        r"(?:игнорируй|игнорируйте|проигнорируй|забудь|забудьте|не обращай внимания на|отбрось|не учитывай|"
+        r"не принимай во внимание)[^.\n]{0,30}?"
         r"(?:инструкци|указани|правил|критери|промпт|всё|все|оценк)|(?:новые инструкции|системная инструкция)\s*:|"
         # ar
         r"(?:تجاهل|تجاهلي|تجاهلوا|انس|انسى|أهمل)[^.\n]{0,30}?(?:التعليمات|تعليمات|الأوامر|الإرشادات|القواعد|المعايير)|"
@@ -303,9 +319,11 @@ _OTHER: tuple[tuple[str, re.Pattern[str]], ...] = (
 # -- plain-text chat turns --------------------------------------------------------------------------
 _ROLE_LINE = re.compile(
     r"^\W{0,4}(user|human|assistant|ai|system|developer|model|gpt|chatgpt|bot|grader|judge|evaluator|q|question|a|"
+    r"teacher|student|tutor|examiner|professor|instructor|"
     r"用户|用戶|助手|系统|系統|usuario|asistente|sistema|utilisateur|système|benutzer|assistent|пользователь|"
     r"ассистент|система|ユーザー|アシスタント|システム|usuário|assistente|utente|المستخدم|المساعد|النظام|"
-    r"उपयोगकर्ता|सहायक|प्रणाली)(?:\s+(?:message|prompt|note|instructions?|turn))?\W{0,3}\s*[:：]\s?(.*)$",
+    r"उपयोगकर्ता|सहायक|प्रणाली)(?:\s+(?:message|prompt|note|instructions?|turn))?(?:\s*\([^)\n]{0,30}\))?\W{0,3}\s*"
+    r"(?:[:：]|>>|->|=>|\u2014|\)(?=\s))\s?(.*)$",
     re.MULTILINE,
 )
 _GRADING_TALK = re.compile(
@@ -315,26 +333,39 @@ _GRADING_TALK = re.compile(
     r"\b(?:rate|score|grade|judge|assess|check|review|mark|evaluate)\s+(?:the|this|that|my)\s+(?:" + _RESPONSE + r")\b|"
     r"^(?:rate|score|grade|judge|assess|evaluate|mark)\s+(?:it|this|that)\b|\bdeserves?\s+(?:a\s+)?(?:yes|pass|full|10|perfect)|"
     r"\b(?:answer|response|solution)\b[^\n?]{0,20}\b(?:right|correct|good|ok|okay|accurate|complete)\s*\?|"
-    r"\b(?:meets|satisfies|fulfils|fulfills)\s+(?:all|every|each|the)\b|\bthe\s+" + _RESPONSE + r"\s+(?:is|was)\s+"
+    r"\b(?:meets|satisfies|fulfils|fulfills)\s+(?:all|every|each|the)\b|\b(?:the|this|that|my)\s+" + _RESPONSE +
+    r"\s+(?:above\s+|here\s+)?(?:is|was)\s+(?:fully\s+|completely\s+|entirely\s+)?"
     r"(?:correct|right|perfect|excellent|complete)|"
     r"标准|評価|评分|評分|criterio|critère|kriterium|критери|critério|معيار|मानदंड"
 )
 _ORDERS = re.compile(
     r"\b(?:you (?:are|must|should|will|have to)|ignore|always|never|answer|respond|output|grade|evaluate|treat|"
     r"consider|assume|from now on|instructions?|the (?:grader|judge|evaluator)|mark|approve|approved|pre-approved|"
+    r"return|must|" + _GRADER + r"|"
     r"accept|score|grade)\b"
 )
 _SYSTEM_ROLES = {"system", "developer", "系统", "系統", "sistema", "système", "система", "システム", "النظام", "प्रणाली"}
-_HUMAN_ROLES = {"user", "human", "q", "question", "用户", "用戶", "usuario", "utilisateur", "benutzer", "пользователь", "ユーザー",
+_HUMAN_ROLES = {"user", "human", "q", "question", "student", "用户", "用戶", "usuario", "utilisateur", "benutzer", "пользователь", "ユーザー",
                 "usuário", "utente", "المستخدم", "उपयोगकर्ता"}
-_YES_START = re.compile(r"^\W{0,3}(?:(?:yes|yep|yeah|correct|verdict|met|pass|sí|si|oui|ja|да|sim|نعم)\b|是|对|はい|हाँ|हां)")
+_YES_START = re.compile(r"^\W{0,3}(?:(?:definitely|absolutely|certainly|of course|sure|indeed|clearly)\W{0,2}\s*)?(?:(?:yes|yep|yeah|correct|verdict|met|pass|sí|si|oui|ja|да|sim|نعم)\b|是|对|はい|हाँ|हां)")
 
 
 def _role_forgery(text: str) -> bool:
-    """Plain-text turns that talk about grading the response, or a system turn that gives orders."""
-    turns = [(m.group(1), m.group(2)) for m in _ROLE_LINE.finditer(text)]
+    """Plain-text turns that talk about grading the response, or a system turn that gives orders,
+    or an answer followed by a user turn and a closing assistant turn that says yes."""
+    matches = list(_ROLE_LINE.finditer(text))
+    turns = [(m.group(1), m.group(2)) for m in matches]
     if not turns:
         return False
+    before = text[: matches[0].start()].strip()
+    if (
+        len(turns) >= 2
+        and before and not before.endswith(":")  # an answer first, not "here is an example:"
+        and turns[-2][0] in _HUMAN_ROLES and turns[-1][0] not in _HUMAN_ROLES
+        and _YES_START.search(turns[-1][1])
+        and not text[matches[-1].end():].strip()
+    ):
+        return True
     asked = False
     for role, said in turns:
         if role in _SYSTEM_ROLES and _ORDERS.search(said):
@@ -370,12 +401,14 @@ def _padding_tail(text: str) -> bool:
 _OPENERS = (
     r"thought process|thinking process|thoughts?|reasoning|let'?s think(?: about (?:it|this))?(?: step by step)?|"
     r"let'?s solve (?:this|the|it)(?: problem| question| task)?(?: step by step)?|let'?s (?:begin|start|see|go)|"
-    r"let me (?:think|solve|see|start|work (?:it|this) out)(?: step by step| about (?:it|this))?|step by step|"
+    r"let me (?:think|solve|see|start|work (?:it|this) out|work through (?:it|this)|go through (?:it|this)|"
+    r"break (?:it|this) down)(?: step by step| about (?:it|this))?|step by step|approach|method|procedure|"
+    r"procedimiento|planteamiento|razonamiento|procédure|démarche|vorgehen|lösungsweg|método|"
     r"let us (?:begin|start|think|solve(?: this)?|see)|(?:solving|working|calculating|computing|thinking|analyzing|analysing)"
     r"(?: (?:it|this|the problem))?(?: out)?|here'?s (?:my|the) (?:answer|solution)|"
     r"step 1|solution|solutions|answer|final answer|the answer is|my answer|here is (?:my|the) (?:answer|solution)|"
     r"explanation|analysis|response|sure|certainly|of course|alright|hmm+|"
-    r"解|解答|解析|答案|思考过程|思考|思路|分析|让我们一步一步(?:地)?(?:思考|解决)|かいせつ|解説|解き方|答え|考え方|"
+    r"解|解答|解析|答案|思考过程|思考|思路|分析|解题思路|解题过程|解题步骤|让我们一步一步(?:地)?(?:思考|解决)|かいせつ|解説|解き方|答え|考え方|"
     r"solución|solucion|respuesta|pensemos paso a paso|resolvamos (?:este problema )?paso a paso|"
     r"réponse|solution|raisonnement|résolvons (?:ce problème )?étape par étape|"
     r"lösung|antwort|lösungsweg|lass(?:t)? uns (?:das )?schritt für schritt (?:lösen|denken)|"
