@@ -92,6 +92,7 @@ async def test_run_pairwise_and_pointwise_with_a_scripted_judge(tmp_path):
     pw, pt = (s["summary"] for s in report["sections"])
     assert pw["scored"] == 8 and pw["modes"]["fraction"]["accuracy"] == 1.0 and pw["modes"]["soft"]["accuracy"] == 1.0
     assert {i["chosen_index"] for i in report["sections"][0]["items"]} == {0, 1}  # the order is mixed
+    assert all("importances" not in i for i in report["sections"][0]["items"])  # a plain rubric
     assert pw["modes"]["all_essential"]["ties"] == 0
     assert pw["cost"]["judge_tokens_per_item"] == 2 * 5 * 2 * 21  # 2 rollouts x 5 criteria x 2 members x 21 tokens
     assert pt["accuracy"] == 1.0 and pt["auc"] == 1.0 and pt["ece"] == pytest.approx(0.2)
@@ -143,3 +144,13 @@ def test_hf_source_reads_a_local_dataset_folder_offline(tmp_path, monkeypatch):
     assert data.kind == "pairwise" and [i["prompt"] for i in data.items] == ["q0", "q1", "q2"]
     with pytest.raises(jq.JudgeQualityError, match="cannot load"):
         jq.load(f"hf:{tmp_path / 'nothing-here'}")
+
+
+async def test_weighted_rubric_prompt_records_the_importances():
+    pairs = jq.load("builtin:pairwise", limit=2)
+    options = jq.HarnessOptions(aggregations=("weighted",), rubric_prompt="weighted")
+    report = await jq.run([pairs], Settings(cache_enabled=False), options, roles=scripted_roles(lambda r, c: 0.9), progress=False)
+    items = report["sections"][0]["items"]
+    # the scripted anchor gives plain strings: each kept as "important" (counted as defaulted)
+    assert [i["importances"] for i in items] == [{"important": 5}] * 2
+    assert report["config"]["rubric_prompt"] == "weighted"

@@ -259,6 +259,12 @@ async def score_pair(pipeline, item: dict, base: GroupOptions, options: HarnessO
     result["wall_s"] = round(time.perf_counter() - started, 3)
     result.update(_judge_tokens(outcome))
     result["n_criteria"] = len(outcome.rubric)
+    importances: dict[str, int] = {}
+    for c in outcome.rubric:
+        if c.importance is not None:
+            importances[c.importance] = importances.get(c.importance, 0) + 1
+    if importances:  # a weighted rubric: how the anchor spread its criteria
+        result["importances"] = importances
     ci, ri = (1, 0) if swapped else (0, 1)
     rewards: dict = {}
     for mode in options.aggregations:
