@@ -447,6 +447,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
             "prompt_tokens": a["prompt_tokens"] - b["prompt_tokens"],
             "cached_tokens": a["cached_tokens"] - b["cached_tokens"],
             "decode_tokens": a["decode_tokens"] - b["decode_tokens"],
+            "engine_steps": a["steps"] - b["steps"],
             "requests": {p: a["requests"].get(p, 0) - b["requests"].get(p, 0) for p in a["requests"]
                          if p.startswith("/v1/") and a["requests"].get(p, 0) - b["requests"].get(p, 0)},
             "with_session_id": a["session_ids"] - b["session_ids"],

@@ -1,0 +1,43 @@
+"""The markdown table of bench/README.md's step-sized load test, from bench/results/loadtest*.json.
+
+    .venv/bin/python bench/loadtest_table.py [FILES...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HEADERS = ["file", "configuration", "M judges", "step s", "ratio vs first", "groups/s", "judge busy", "prefix hit",
+           "p50 s", "p99 s", "service CPU ms/group", "CPU % of step", "failed groups", "errors", "timeouts"]
+
+
+def rows(path: Path) -> list[list[str]]:
+    report = json.loads(path.read_text())
+    out = []
+    for run in report["runs"]:
+        out.append([
+            path.name, report["label"], str(run["judges"]), f"{run['step_wall_s']:.1f}",
+            f"{run.get('step_ratio_vs_first', 1.0):.3f}", f"{run['groups_per_s']:.2f}",
+            f"{run['judge_busy_fraction']:.2f}" if run["judge_busy_fraction"] is not None else "",
+            f"{100 * run['prefix_hit_rate']:.1f}%" if run["prefix_hit_rate"] is not None else "",
+            f"{run['p50_group_s']:.1f}", f"{run['p99_group_s']:.1f}", f"{run['service_cpu_ms_per_group']:.1f}",
+            f"{100 * run['service_cpu_share_of_step']:.1f}%", str(run["failed_groups"]),
+            str(sum(run["errors"].values())), str(run["timeouts"]),
+        ])
+    return out
+
+
+def main() -> None:
+    files = [Path(a) for a in sys.argv[1:]] or sorted(RESULTS.glob("loadtest*.json"))
+    print("| " + " | ".join(HEADERS) + " |")
+    print("|" + " --- |" * len(HEADERS))
+    for path in files:
+        for row in rows(path):
+            print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
