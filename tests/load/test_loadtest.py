@@ -78,3 +78,13 @@ def test_a_judge_count_below_one_is_a_usage_error(value, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--judges" in err and ("at least 1" in err or "judge counts" in err), err
+
+
+def test_a_small_step_in_per_sample_mode(tmp_path):
+    """S x G = 256 POST /rewards/samples at once, assembled in Redis: more concurrent samples
+    than redis-py's default pool (100 connections), which used to answer them with HTTP 500."""
+    report = _run(tmp_path, "--judges", "1", "--groups", "32", "--mode", "sample", "--no-plot")
+    (run,) = report["runs"]
+    assert run["mode"] == "sample"
+    assert run["failed_groups"] == 0 and run["errors"] == {} and run["timeouts"] == 0 and run["null_rewards"] == 0
+    assert report["exit_code"] == 0

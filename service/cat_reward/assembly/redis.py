@@ -88,10 +88,22 @@ def _ms(seconds: float) -> str:
     return str(max(1, int(seconds * 1000)))
 
 
+POOL_CONNECTIONS = 100  # redis-py's default pool size
+POOL_WAIT_S = 60.0  # longest wait for a free connection before the call fails
+
+
 class RedisAssemblyStore:
     def __init__(self, url: str, namespace: str) -> None:
         self._ns = namespace + "asm:"
-        self._redis = aioredis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+        # A blocking pool: in a step's burst (S x G samples at once, measured with `cat-reward
+        # loadtest --mode sample`) redis-py's default pool of 100 connections raised
+        # MaxConnectionsError (HTTP 500); now a sample waits for a free connection instead.
+        self._redis = aioredis.Redis.from_pool(  # closes the pool on aclose()
+            aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S,
+                decode_responses=True, socket_timeout=5, socket_connect_timeout=5,
+            )
+        )
         self._add = self._redis.register_script(_ADD)
         self._claim = self._redis.register_script(_CLAIM)
         self._finish = self._redis.register_script(_FINISH)

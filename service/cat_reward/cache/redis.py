@@ -12,12 +12,18 @@ import redis.asyncio as aioredis
 class RedisCache:
     def __init__(self, url: str, namespace: str, *, timeout_s: float = 0.5) -> None:
         self._namespace = namespace
-        self._redis = aioredis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry_on_timeout=False,
-            health_check_interval=30,
+        # A blocking pool: redis-py's default pool (100 connections) raises MaxConnectionsError
+        # when a burst needs more; this one waits up to the socket timeout for a free connection.
+        self._redis = aioredis.Redis.from_pool(  # closes the pool on aclose()
+            aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=100,
+                timeout=timeout_s,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry_on_timeout=False,
+                health_check_interval=30,
+            )
         )
 
     async def get_many(self, keys: list[str]) -> list[dict | None]:

@@ -93,6 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="group: POST /rewards per group; sample: POST /rewards/samples per rollout")
     parser.add_argument("--router", action="store_true", help="vllm-router in front of the judges")
     parser.add_argument("--router-policy", default=DEFAULT_POLICY, help=f"vllm-router --policy ({DEFAULT_POLICY})")
+    parser.add_argument("--scale-bounds", action="store_true",
+                        help="with --router: the service's per-endpoint bounds (CAT_LLM_MAX_INFLIGHT, "
+                        "CAT_LLM_ENDPOINT_MAX_INFLIGHT, CAT_VERDICT_BATCH_INFLIGHT) times M, as docs/scaling.md advises "
+                        "(behind a router the service sees one endpoint)")
     parser.add_argument("--replicas", type=positive("--replicas"), default=1, help="service replicas (1)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="shared by replicas / sample mode")
     parser.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE", help="extra service setting")
@@ -106,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", default=None, help="name of this configuration in the report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--no-plot", action="store_true", help="no PNG")
+    parser.add_argument("--logs", default=None, metavar="DIR", help="keep every process's log here (default: a temporary folder, removed)")
     cost = parser.add_argument_group("simulated judge cost model (cat_reward.loadtest.simjudge)")
     simjudge.add_cost_arguments(cost)
 
@@ -350,6 +355,13 @@ async def measure(args, judges: int, tmp: Path) -> dict:
     shared = args.replicas > 1 or args.mode == "sample"
     if shared:
         service_env["CAT_REDIS_URL"] = args.redis_url
+    if args.router and args.scale_bounds:
+        from ..settings import Settings
+
+        defaults = Settings.model_fields
+        service_env["CAT_LLM_MAX_INFLIGHT"] = str(defaults["llm_max_inflight"].default * judges)
+        service_env["CAT_LLM_ENDPOINT_MAX_INFLIGHT"] = str(defaults["llm_endpoint_max_inflight"].default * judges)
+        service_env["CAT_VERDICT_BATCH_INFLIGHT"] = str(defaults["verdict_batch_inflight"].default * judges)
     for item in args.service_env:
         name, _, value = item.partition("=")
         service_env[name] = value
@@ -532,8 +544,8 @@ def main(args: argparse.Namespace) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="cat-load-") as tmp_dir:
         for judges in args.judges:
-            tmp = Path(tmp_dir) / f"m{judges}"
-            tmp.mkdir()
+            tmp = Path(args.logs or tmp_dir) / f"m{judges}"
+            tmp.mkdir(parents=True, exist_ok=True)
             run = asyncio.run(measure(args, judges, tmp))
             runs.append(run)
             print(json.dumps({k: v for k, v in run.items() if k != "per_judge"}), flush=True)
@@ -542,6 +554,7 @@ def main(args: argparse.Namespace) -> int:
     config = {
         "groups": args.groups, "G": args.group_size, "n": args.criteria, "mode": args.mode,
         "router": args.router_policy if args.router else None, "replicas": args.replicas,
+        "scale_bounds": bool(args.router and args.scale_bounds),
         "rollout_tokens": {"distribution": "lognormal", "median": args.rollout_median_tokens, "sigma": args.rollout_sigma,
                            "clip": [32, 4096]},
         "cost_model": vars(simjudge.cost_from(args)),
