@@ -149,8 +149,11 @@ async def test_errors(tmp_path):
         assert missing.json()["error"]["type"] == "not_found" and missing.json()["error"]["param"] == "rubric_id"
         bad_cursor = await client.get("/rubrics", params={"cursor": "!!not-a-cursor"})
         assert bad_cursor.status_code == 422 and bad_cursor.json()["error"]["param"] == "cursor"
-        both = await client.get("/rubrics", params={"prompt": "x", "prompt_hash": "y"})
-        assert both.status_code == 422
+        both = await client.get("/rubrics", params={"prompt": "x", "prompt_hash": "0" * 64})
+        assert both.status_code == 422 and both.json()["error"]["param"] == "prompt_hash"
+        bad_hash = await client.get("/rubrics", params={"prompt_hash": "y"})  # a typo lists nothing silently no more
+        assert bad_hash.status_code == 422 and bad_hash.json()["error"]["param"] == "prompt_hash"
+        assert (await client.get("/rubrics", params={"prompt_hash": "0" * 64})).json()["items"] == []
         assert (tmp_path / "data" / "history.sqlite3").exists()  # the embedded default
 
 

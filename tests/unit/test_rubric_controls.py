@@ -444,6 +444,9 @@ def test_new_options_travel_between_replicas_as_json():
     rubric = (Criterion("s1", "x", -2.0, "caller", ("t",), "pitfall"),)
     group = Group(prompt="q", rollouts=["a"], mode="rubric", rubric=rubric, options=options)
     assert group_from_json(json.loads(json.dumps(group_to_json(group)))) == group
+    # ... and without the JSON step (the in-memory sample store keeps asdict's tuples): found by tests/fuzz,
+    # a samples request with an ensemble crashed when its group was scored.
+    assert group_from_json(group_to_json(group)) == group
 
 
 async def test_judge_tokenize_counts_and_its_failures():

@@ -76,6 +76,7 @@ def install(app: FastAPI, settings: Settings) -> None:
 
 def tighten(document: Schema, settings: Settings) -> None:
     _exact_integer_bounds(document)
+    _query_parameters_not_null(document)
     schemas = document["components"]["schemas"]
     for name in ("RewardRequest", "SamplesRequest"):
         _limits(schemas[name], settings)
@@ -124,6 +125,19 @@ def _exact_integer_bounds(node: Any) -> None:
                     node[key] = INT64_MAX if bound >= INT64_MAX else -(2**63) if bound <= -(2**63) else int(bound)
         for value in node.values():
             _exact_integer_bounds(value)
+
+
+def _query_parameters_not_null(document: Schema) -> None:
+    """A query string cannot carry null: an optional parameter is left out, never null (FastAPI
+    writes `str | None` as anyOf string/null, and a client would send `?prompt_hash=`)."""
+    for methods in document["paths"].values():
+        for operation in methods.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter["schema"]
+                branches = [b for b in schema.get("anyOf", []) if b.get("type") != "null"]
+                if parameter["in"] == "query" and len(branches) == 1 and len(schema["anyOf"]) == 2:
+                    del schema["anyOf"]
+                    schema.update(branches[0])
 
 
 def _limits(schema: Schema, settings: Settings) -> None:

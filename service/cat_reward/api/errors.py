@@ -52,9 +52,12 @@ _UNION_TAG = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)$"
 def _loc_to_param(loc: tuple, kind: str = "") -> str:
     if kind == "json_invalid":
         return "body"
-    parts = [str(p) for p in loc[1:] if not (isinstance(p, str) and _UNION_TAG.match(p))] if loc[:1] == ("body",) else [
-        str(p) for p in loc
-    ]
+    if loc[:1] == ("body",):
+        parts = [str(p) for p in loc[1:] if not (isinstance(p, str) and _UNION_TAG.match(p))]
+    elif loc[:1] in (("query",), ("path",)):
+        parts = [str(p) for p in loc[1:]]  # a parameter by its name, as the route's own errors name it
+    else:
+        parts = [str(p) for p in loc]
     return ".".join(parts) if parts else "body"
 
 

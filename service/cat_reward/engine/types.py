@@ -312,7 +312,7 @@ def _value(hint, value):
     for candidate in get_args(hint) if union else (hint,):  # X | None: try the members
         if is_dataclass(candidate) and isinstance(value, dict):
             return _build(candidate, value)
-        if get_origin(candidate) is tuple and isinstance(value, list):
+        if get_origin(candidate) is tuple and isinstance(value, (list, tuple)):  # JSON, or asdict kept in memory
             args = get_args(candidate)
             item = args[0] if args else None
             return tuple(_value(item, v) if item is not None else v for v in value)

@@ -54,8 +54,10 @@ class OpenRLHFRequest(BaseModel):
         "to every URL after the first) are answered at once with empty lists."
     )
     prompts: list[str] = Field(description="The prompt of each query (a prefix of it).")
-    labels: list[str | int | float | None] | None = Field(
-        default=None, description="The dataset's label of each query; a non-empty one is used as the reference."
+    labels: list[str | bool | int | float | None] | None = Field(
+        default=None,
+        description="The dataset's label of each query (text, number or boolean, taken as it is); a non-empty one "
+        "is used as the reference, as text.",
     )
 
 

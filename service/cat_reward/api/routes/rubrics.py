@@ -65,13 +65,18 @@ async def list_rubrics(
     request: Request,
     services: ServicesDep,
     prompt: Annotated[str | None, Query(description="A plain-text prompt (hashed here).")] = None,
-    prompt_hash: Annotated[str | None, Query(description="`prompt_hash` from a reward response.")] = None,
+    prompt_hash: Annotated[
+        str | None, Query(pattern="^[0-9a-f]{64}$", description="`prompt_hash` from a reward response (sha256, hex).")
+    ] = None,
     run_id: str | None = None,
     step: Annotated[
         int | None, Query(ge=-(2**63), le=2**63 - 1, description="The training step (`metadata.step`).")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(pattern="^[A-Za-z0-9_-]+$", description="`next_cursor` of the previous page (issued here, opaque)."),
+    ] = None,
 ) -> RecordPage:
     unknown = sorted(set(request.query_params) - _LIST_PARAMS)
     if unknown:  # a typo ("run=") must not silently widen the listing
