@@ -179,14 +179,6 @@ def _option_unset(name: str) -> Schema:
     return {"properties": {"options": _unset(name)}}
 
 
-def _option_in(name: str, values: tuple, default: Any) -> Schema:
-    """The option in effect is one of ``values`` (``default`` stands in when it is left out)."""
-    branches = [_option(_is(name, *values))]
-    if default in values:
-        branches.append(_option_unset(name))
-    return _any(*branches)
-
-
 def _any(*branches: Schema) -> Schema:
     return branches[0] if len(branches) == 1 else {"anyOf": list(branches)}
 
@@ -234,23 +226,28 @@ def _rule(text: str, when: Schema, then: Schema) -> Schema:
 
 
 def _scoring_rules(settings: Settings) -> list[Schema]:
-    outside_rubric = [
-        _option_in("aggregation", ("fraction",), settings.aggregation),
-        _option_in("rubric_prompt", ("standard",), settings.rubric_prompt),
-    ]
-    if settings.verdict_ensemble:
-        outside_rubric.append(False)  # a default ensemble: only mode 'rubric' can be asked for
-    else:
-        outside_rubric.append(_option_unset("ensemble"))
+    # Only options a request names are held here: the settings' defaults (CAT_AGGREGATION, ...)
+    # apply where they can and are otherwise not used.
     return [
         _rule(
-            "Outside mode 'rubric': aggregation 'fraction', rubric_prompt 'standard', no ensemble.",
+            "Outside mode 'rubric' a request names no aggregation but 'fraction', no rubric_prompt but "
+            "'standard', no ensemble.",
             _mode(settings, *_others(MODES, "rubric")),
-            _all(*outside_rubric),
+            {
+                "properties": {
+                    "options": {
+                        "properties": {
+                            "aggregation": {"enum": ["fraction", None]},
+                            "rubric_prompt": {"enum": ["standard", None]},
+                            "ensemble": {"type": "null"},
+                        }
+                    }
+                }
+            },
         ),
         _rule(
             "rubric_prompt 'weighted' asks the anchor for a rubric: not with fused, nor a supplied rubric alone.",
-            _option_in("rubric_prompt", ("weighted",), settings.rubric_prompt),
+            _option(_is("rubric_prompt", "weighted")),
             _all({"properties": {"options": {"properties": {"fused": {"enum": [False, None]}}}}}, _source("anchor", "both")),
         ),
     ]
