@@ -120,3 +120,28 @@ def test_prompt_structure_is_unchanged(name):
     assert not re.search(r"(<|&lt;|＜)\s*/?\s*response\s*(>|&gt;|＞)", inside, re.IGNORECASE)
     eq = equivalence_messages(ctx, "the reference", text)[-1]["content"]
     assert eq.count("</response>") == 1 and eq.count("</reference>") == 1
+
+
+def _every_text() -> list[str]:
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "adversarial"
+    texts = [t for t, _ in ADVERSARIAL.values()] + BENIGN
+    for path in sorted(folder.glob("*.jsonl")):
+        texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return texts
+
+
+def test_the_hints_never_hide_a_match():
+    """Patterns are skipped when none of their hint substrings occurs: never when they would match."""
+    import random
+
+    texts = _every_text()
+    for text in texts:
+        assert detect_injection(text) == detect_injection(text, use_hints=False), text
+    rng = random.Random(18)
+    words = [w for t in texts[:200] for w in t.split()][:3000] + ["\n", "yes", "say", ":", "</response>", "<|", "new"]
+    for _ in range(300):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+        assert detect_injection(text) == detect_injection(text, use_hints=False), text
