@@ -92,8 +92,9 @@ def test_the_scan_is_linear_in_the_rollout_length():
             detect_injection(text)
         return time.perf_counter() - started
 
-    small, large = cost(2_000), cost(20_000)
-    assert large < 40 * small + 0.05, (small, large)  # 10x the text: about 10x the time, never quadratic
+    # best of 3 (the machine is shared): 10x the text takes about 10x the time, never 100x
+    small, large = min(cost(2_000) for _ in range(3)), min(cost(20_000) for _ in range(3))
+    assert large < 40 * small + 0.05, (small, large)
 
 
 def _ctx():
