@@ -186,7 +186,7 @@ class Settings(BaseSettings):
     canary_threshold: float = Field(
         default=0.8, gt=0, lt=1,
         description="Canary P(yes) above which the judge counts as persuaded (SmolLM2-135M gives 0.3-0.7 to every "
-        "answer: at 0.5 it would zero half of the honest ones).",
+        "answer, honest or not: at 0.5 most honest answers would count as persuaded).",
     )
     verify_workers: int = Field(default=2, ge=1, description="math-verify worker processes.")
     verify_timeout_s: float = Field(default=5.0, gt=0, description="Deadline of one answer check, seconds.")

@@ -14,8 +14,8 @@ Two detectors feed one policy:
   changes no reward there.
 
   Why two bars: measured on the CPU SmolLM2-135M, the canary's P(yes) is 0.32-0.68 on honest
-  answers (median 0.55) and about the same on attacks, so a bar at 0.5 would zero half of the
-  honest answers; that judge is marked unreliable instead. A judge that reads says no with P(yes)
+  answers (median 0.55) and about the same on attacks, so at a bar of 0.5 most honest answers
+  would count as persuaded; that judge is marked unreliable instead. A judge that reads says no with P(yes)
   near 0; one that was talked into it, yes near 1.
 
 The policy (``GroupOptions.injection_policy``) then sets a flagged rollout's reward:
