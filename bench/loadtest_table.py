@@ -10,17 +10,18 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HEADERS = ["file", "configuration", "M judges", "step s", "ratio vs first", "groups/s", "judge busy", "prefix hit",
+HEADERS = ["file", "configuration", "M judges", "step s", "ratio vs 1 judge", "groups/s", "judge busy", "prefix hit",
            "p50 s", "p99 s", "service CPU ms/group", "CPU % of step", "failed groups", "errors", "timeouts"]
 
 
 def rows(path: Path) -> list[list[str]]:
     report = json.loads(path.read_text())
     out = []
+    several = len(report["runs"]) > 1 and report["runs"][0]["judges"] == 1
     for run in report["runs"]:
         out.append([
             path.name, report["label"], str(run["judges"]), f"{run['step_wall_s']:.1f}",
-            f"{run.get('step_ratio_vs_first', 1.0):.3f}", f"{run['groups_per_s']:.2f}",
+            f"{run['step_ratio_vs_first']:.3f}" if several else "", f"{run['groups_per_s']:.2f}",
             f"{run['judge_busy_fraction']:.2f}" if run["judge_busy_fraction"] is not None else "",
             f"{100 * run['prefix_hit_rate']:.1f}%" if run["prefix_hit_rate"] is not None else "",
             f"{run['p50_group_s']:.1f}", f"{run['p99_group_s']:.1f}", f"{run['service_cpu_ms_per_group']:.1f}",
