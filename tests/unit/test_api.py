@@ -100,6 +100,7 @@ async def test_reference_implies_given(make_client):
         ({"options": {"bogus": 1}}, "options.bogus"),
         ({"surprise": True}, "surprise"),
         ({"prompt": [{"role": "user"}]}, "prompt.0.content"),
+        ({"metadata": {"group_id": "a\x00b"}}, "metadata.group_id"),  # the history could not index it
     ],
 )
 async def test_bad_input_is_422_naming_the_field(make_client, patch, param):

@@ -25,6 +25,7 @@ InjectionPolicy = Literal["zero", "penalty", "null", "flag"]
 NONBLANK = "[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 _NONBLANK = re.compile(NONBLANK)
 INT64_MAX = 2**63 - 1
+NO_NUL = "^[^\\x00]*$"  # identifiers the history indexes: PostgreSQL text cannot hold NUL
 
 
 def is_blank(text: str) -> bool:
@@ -222,9 +223,9 @@ class SampleOptions(RewardOptions):
 class RequestMetadata(_Strict):
     """Who the group belongs to, for the audit history."""
 
-    run_id: str | None = Field(default=None, max_length=200)
+    run_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL, description="No NUL character (the history's index).")
     step: int | None = Field(default=None, ge=0, le=INT64_MAX)
-    group_id: str | None = Field(default=None, max_length=200)
+    group_id: str | None = Field(default=None, max_length=200, pattern=NO_NUL, description="No NUL character (the history's index).")
     tags: dict[str, str | int | float | bool] = Field(default_factory=dict, description="Free tags.")
 
 
@@ -286,7 +287,8 @@ class GroupSpec(_Strict):
     """Which group the samples belong to, and how big it will be."""
 
     id: str | None = Field(
-        default=None, max_length=200, description="Explicit group key (e.g. verl's uid). Default: the prompt + step + mode."
+        default=None, max_length=200, pattern=NO_NUL,
+        description="Explicit group key (e.g. verl's uid); no NUL character. Default: the prompt + step + mode."
     )
     step: int | None = Field(default=None, ge=0, le=INT64_MAX, description="The trainer's step; part of the default group key.")
     size: int = Field(ge=1, description="How many samples the group will have (G); at most CAT_MAX_ROLLOUTS.")

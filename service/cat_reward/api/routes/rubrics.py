@@ -10,7 +10,7 @@ from ...rewarding import prompt_hash as hash_prompt
 from ...storage import StoreUnavailable
 from ..deps import ServicesDep
 from ..errors import HTTPProblem
-from ..schemas import ErrorResponse, RecordOut, RecordPage, RecordSummary
+from ..schemas import NO_NUL, ErrorResponse, RecordOut, RecordPage, RecordSummary
 
 router = APIRouter(tags=["history"])
 _LIST_PARAMS = {"prompt", "prompt_hash", "run_id", "step", "limit", "cursor", "api_key"}
@@ -68,7 +68,7 @@ async def list_rubrics(
     prompt_hash: Annotated[
         str | None, Query(pattern="^[0-9a-f]{64}$", description="`prompt_hash` from a reward response (sha256, hex).")
     ] = None,
-    run_id: str | None = None,
+    run_id: Annotated[str | None, Query(pattern=NO_NUL, description="`metadata.run_id` of the groups.")] = None,
     step: Annotated[
         int | None, Query(ge=-(2**63), le=2**63 - 1, description="The training step (`metadata.step`).")
     ] = None,
