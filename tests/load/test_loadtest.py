@@ -49,7 +49,10 @@ def test_a_small_step_against_one_and_two_judges(tmp_path):
         # (the hacking canary, on by default) in batched completions
         assert sum(j["requests"]["/v1/chat/completions"] for j in judges) == 2 * 32
         assert sum(j["sequences"] for j in judges) == 32 * (2 + 64 + 8)
-    assert two["step_wall_s"] < one["step_wall_s"], (one["step_wall_s"], two["step_wall_s"])
+    # the second judge takes a real share of the work (step times are the benchmark's business:
+    # on a shared CI machine they are noise at this size)
+    shares = [j["sequences"] / (32 * (2 + 64 + 8)) for j in two["per_judge"]]
+    assert min(shares) >= 0.25, shares
     png = tmp_path / "report.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
