@@ -186,7 +186,9 @@ _LATIN: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"\b(?:ignore|disregard|forget)\s+(?:all\s+|the\s+)?(?:previous|prior|above|preceding)\b(?!\s+(?:step|result|"
         r"equation|line|value|answer|paragraph|section|example|version|attempt|calculation|one|two)s?\b)")),
     ("instruction_override", re.compile(
-        r"(?:^|[\[({<:\-=*#>]\s*|\b)(?:new|updated|revised|real|actual|hidden|secret|system|override|priority|"
+        # (a keyword preceded by the start, one of [({<:-=*#> and blanks, or a word boundary: for
+        # a search that is the word boundary alone, which the regex engine scans far faster)
+        r"\b(?:new|updated|revised|real|actual|hidden|secret|system|override|priority|"
         r"admin|developer|true)\s+(?:instructions?|directives?|orders|task|prompt)\s*(?:for\s+(?:the\s+)?(?:" + _GRADER +
         r"|model|assistant|ai)\s*)?[:\-]|\b(?:from now on|henceforth),?\s+(?:you|the (?:grader|judge|model|assistant))\b|"
         r"\byour\s+(?:real|actual|true|new|only|secret|hidden)\s+(?:task|job|instructions?|goal|purpose|role)\s+(?:is|are|was)\b|"
@@ -337,16 +339,32 @@ _hint(_LATIN, "instruction_override", 2, ("instruction", "directive", "order", "
                                            "you are now", "you are no longer", "mode", "override", "your "))
 _hint(_LATIN, "fence_escape", 0, ("resp", "r3sp", "ref", "r3f", "submission", "rollout", "candidate_answer", "student_answer"))
 _hint(_LATIN, "imperative_yes", 0, ("yes", "true", "pass", "correct", "met", "10/10", "100/100", "full marks", "perfect"))
-_NON_LATIN_HINTS = ("ignor", "olvid", "oubli", "vergiss", "vergessen", "esque", "desconsider", "dimentic", "missacht",
-                    "nuevas", "nouvelles", "neue", "nuove", "novas", "respond", "répond", "repond", "antwort", "rispond",
-                    "cumple", "atende", "satisf", "erfüll", "soddisf", "nota", "note", "hinweis", "evaluador", "calificador",
-                    "corrector", "évaluateur", "evaluateur", "correcteur", "bewerter", "prüfer", "gutachter", "korrektor",
-                    "avaliador", "corretor", "barème", "grille")
+# The patterns of ``_OTHER`` (in order) can only match a text holding one of the characters of
+# other scripts they spell (CJK, Cyrillic, Arabic, Devanagari, Hangul...) or one of these words:
+# each Latin-script branch of a pattern has one of its words (a verb, a "new instructions" opener,
+# a grader's name) in every match. Accented Latin letters are left out of the characters (each
+# accented word is among, or follows, a word here), and so are the quotes “«„ (each follows a
+# verb of another script or a word here).
+_OTHER_HINTS = (
+    ("ignor", "olvid", "esque", "desconsider", "oubli", "vergiss", "vergessen", "missacht", "dimentic",
+     "nuevas", "novas", "nouvelles", "neue", "nuove"),
+    ("responde", "responda", "répond", "antwort", "rispondi", "cumple", "atende a", "satisfait", "erfüllt",
+     "soddisfa"),
+    ("evaluador", "calificador", "corrector", "évaluateur", "correcteur", "bewerter", "prüfer", "gutachter",
+     "korrektor", "avaliador", "corretor"),
+)
+_OTHER_SCRIPT_CHARS = frozenset(
+    c for _, pattern in _OTHER for c in pattern.pattern
+    if not c.isascii() and "LATIN" not in unicodedata.name(c, "") and c not in "“”«»„"
+)
 
 
-def _other_scripts_apply(plain: str) -> bool:
-    """The patterns of other languages can only match text with a non-ASCII character or one of their words."""
-    return not plain.isascii() or any(h in plain for h in _NON_LATIN_HINTS)
+def _other_patterns_to_run(plain: str, use_hints: bool) -> list[tuple[str, re.Pattern[str]]]:
+    """The patterns of other languages that could match ``plain`` (all of them without hints)."""
+    if not use_hints or (not plain.isascii() and not _OTHER_SCRIPT_CHARS.isdisjoint(plain)):
+        return list(_OTHER)
+    return [entry for entry, hints in zip(_OTHER, _OTHER_HINTS) if any(h in plain for h in hints)]
+
 
 # -- plain-text chat turns --------------------------------------------------------------------------
 _ROLE_LINE = re.compile(
@@ -415,10 +433,34 @@ def _role_forgery(text: str) -> bool:
 # -- padding, then a tail ----------------------------------------------------------------------------
 _PADDING = re.compile(r"(.{1,8}?)\1{63,}|\s{200,}", re.DOTALL)
 _PADDING_MIN_CHARS = 256
+_PADDING_PERIOD = 8  # the longest unit in _PADDING
+_BLANK_RUN = re.compile(r"\s{200}")
+_SAMPLE = 32
 
 
-def _padding_tail(text: str) -> bool:
+def _may_have_padding(text: str) -> bool:
+    """False only when ``_PADDING`` cannot match anywhere in ``text`` (an exact, cheap prefilter).
+
+    A match of the first branch, unit length p <= 8 repeated r + 1 >= 64 times from s, has
+    text[i] == text[i + p] for every i in [s, s + 63p), an interval of at least 63 characters.
+    It holds a multiple k of 32 with k + 32 <= s + 63, so text[k:k+32] == text[k+p:k+p+32] there.
+    Checking that at every multiple of 32 and every p (a few hundred slice compares in C) rules
+    the branch out for ordinary text; the second branch is a run of 200 blanks, searched for."""
+    if len(text) < 64:  # the shortest match of either branch is 64 characters
+        return False
+    for k in range(0, len(text) - _SAMPLE, _SAMPLE):
+        window = text[k:k + _SAMPLE + _PADDING_PERIOD]
+        head = window[:_SAMPLE]
+        for p in range(1, _PADDING_PERIOD + 1):
+            if window[p:p + _SAMPLE] == head:
+                return True
+    return _BLANK_RUN.search(text) is not None
+
+
+def _padding_tail(text: str, use_hints: bool = True) -> bool:
     """A long run of one repeated unit (or of blank space) with words after it."""
+    if use_hints and not _may_have_padding(text):
+        return False
     last = None
     for match in _PADDING.finditer(text):
         if len(match.group(0)) >= _PADDING_MIN_CHARS or match.group(0).isspace():
@@ -493,13 +535,12 @@ def detect_injection(text: str, *, use_hints: bool = True) -> list[str]:
         _may_match(p, views.words, use_hints) and p.search(views.words) for k, p in _LATIN if k == "instruction_override"
     ):
         found.add("instruction_override")
-    if not use_hints or _other_scripts_apply(views.plain):
-        for kind, pattern in _OTHER:
-            if kind not in found and pattern.search(views.plain):
-                found.add(kind)
+    for kind, pattern in _other_patterns_to_run(views.plain, use_hints):
+        if kind not in found and pattern.search(views.plain):
+            found.add(kind)
     if "role_forgery" not in found and (_role_forgery(views.folded) or _role_forgery(views.plain)):
         found.add("role_forgery")
-    if "padding_tail" not in found and _padding_tail(views.original):
+    if "padding_tail" not in found and _padding_tail(views.original, use_hints):
         found.add("padding_tail")
     return [kind for kind in KINDS if kind in found]
 
