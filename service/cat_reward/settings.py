@@ -248,7 +248,10 @@ class Settings(BaseSettings):
         description="Score verdicts as single tokens, many prompts per /v1/completions request, when the judge "
         "backend has it (CAT_JUDGE_BACKEND=vllm, or detected); otherwise, or when off, one chat call per verdict.",
     )
-    verdict_batch_size: int = Field(default=64, ge=1, le=4096, description="Most verdict prompts in one judge request.")
+    verdict_batch_size: int = Field(
+        default=128, ge=1, le=4096,
+        description="Most verdict prompts in one judge request (128 holds a G=8, n=8 group with its canary: 72).",
+    )
     verdict_batch_wait_ms: float = Field(
         default=5.0, ge=0, le=1000, description="How long a verdict waits for others (any group) to fill its batch."
     )

@@ -10,6 +10,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _batch_size() -> int:
+    from cat_reward.settings import Settings
+
+    return Settings.model_fields["verdict_batch_size"].default
+
+
 def test_service_overhead_bench_runs_and_reports(tmp_path):
     env = {**os.environ, "CAT_BENCH_RESULTS": str(tmp_path)}
     run = subprocess.run(
@@ -22,9 +28,11 @@ def test_service_overhead_bench_runs_and_reports(tmp_path):
     for level in result["levels"]:
         assert level["failures"] == 0
         # Against the stub (detected as vLLM): 2 anchor chat calls and batched verdict requests: G = 8
-        # rollouts x (n = 8 criteria + the hacking canary) = 72 prompts, at most 2 requests at batch size 64.
+        # rollouts x (n = 8 criteria + the hacking canary) = 72 prompts, in batches of at most the default
+        # batch size (128): at least 72/128 requests per group when concurrent groups share full batches,
+        # at most 2 when a batch boundary splits a group.
         assert level["chat_requests_per_group"] == 2
-        assert 1 <= level["judge_requests_per_group"] <= 2  # concurrent groups share batches
+        assert 72 / _batch_size() <= level["judge_requests_per_group"] <= 2
         assert level["cpu_ms_per_group"] > 0 and level["rss_mb"] > 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["service_rss_mb"] == result["levels"][-1]["rss_mb"]

@@ -134,7 +134,7 @@ class OpenAICompatClient:
         breaker_failures: int = 5,
         breaker_cooldown_s: float = 10.0,
         yes_no_scoring: bool = True,
-        score_batch_size: int = 64,
+        score_batch_size: int = 128,
         score_batch_wait_s: float = 0.005,
         score_max_inflight: int = 4,
         score_top_logprobs: int = 20,
