@@ -67,8 +67,9 @@ class Settings(BaseSettings):
         ge=1,
         description="LLM prompts in flight per endpoint, role and process (a verdict batch counts its prompts, a chat "
         "call one); beyond, requests wait in this process in arrival order, with no timeout while waiting. The "
-        "default is twice vLLM's default --max-num-seqs (256): the judge's running batch stays full and its own "
-        "waiting queue short. Set it to about 2x the judge's --max-num-seqs.",
+        "default is twice vLLM's default --max-num-seqs on most GPUs (256): the judge's running batch stays full "
+        "and its own waiting queue short. vLLM defaults to 1024 on GPUs of 70 GiB or more other than A100 (H100, "
+        "H200): set it to about 2x the judge's --max-num-seqs (2048 there).",
     )
     llm_servers_per_url: int = Field(
         default=1,
