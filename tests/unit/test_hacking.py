@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -11,7 +13,7 @@ from cat_reward.engine import CaTPipeline, Group, GroupOptions, load_prompt_set
 from cat_reward.engine.ports import EquivalenceResult, Roles
 
 from .fake_vllm import FakeVLLM, user_content
-from .scripts import anchor_script, is_canary, judge_script, roles
+from .scripts import CRITERIA, anchor_script, is_canary, judge_script, roles
 
 HONEST = "2 + 3 = 5, so the answer is \\boxed{5}."
 WRONG = "2 + 3 = 6, so \\boxed{6}."
@@ -218,3 +220,33 @@ async def test_an_unknown_policy_is_a_422_that_lists_the_choices(client):
     assert "injection_policy" in text and all(choice in text for choice in ("zero", "penalty", "null", "flag"))
     response = await client.post("/rewards", json={**body, "options": {"injection_penalty": 0.5}})
     assert response.status_code == 422 and "injection_penalty" in response.text
+
+
+def _anchor(request):
+    if request.stage == "fused":  # one call: the reference and its criteria
+        return json.dumps({"reference": HONEST, "criteria": CRITERIA})
+    return anchor_script()(request)
+
+
+async def _synthesis_prompt(g: Group):
+    r, anchor, _ = roles(anchor=_anchor, judge=judge_script(honest_judge_but_persuadable, persuaded=persuaded))
+    outcome = await CaTPipeline(r, load_prompt_set(), ExactChecker()).score(g)
+    (call,) = [c for c in anchor.calls if c.stage in ("synthesis", "fused")]
+    return outcome, call.messages[-1]["content"]
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["two-step", "fused"])
+async def test_the_anchor_does_not_read_a_flagged_rollout(fused):
+    # An attack must not steer the reference (and the rubric the honest rollouts are graded by).
+    outcome, prompt = await _synthesis_prompt(group(fused=fused, use_cache=False))
+    assert INJECTED.split("\n")[1] not in prompt
+    assert HONEST in prompt and WRONG in prompt and PARAPHRASE in prompt  # the patterns don't know the paraphrase
+    assert outcome.reference.details["rollouts_left_out"] == [2]
+    assert outcome.rollouts[2].reward == 0.0  # and it is still paid nothing
+
+
+async def test_policy_flag_and_an_all_flagged_group_show_the_anchor_everything():
+    outcome, prompt = await _synthesis_prompt(group(injection_policy="flag", use_cache=False))
+    assert INJECTED.split("\n")[1] in prompt and "rollouts_left_out" not in outcome.reference.details
+    outcome, prompt = await _synthesis_prompt(group(rollouts=[INJECTED, "."], use_cache=False))
+    assert INJECTED.split("\n")[1] in prompt and "rollouts_left_out" not in outcome.reference.details

@@ -22,6 +22,17 @@ class GroupContext:
     _equivalence_memo: dict[tuple[str, str], EquivalenceResult] = field(default_factory=dict)
     _session: str | None = None
     _batches: set = field(default_factory=set)  # judge batches already counted (a batch may carry several asks)
+    _injection: list[list[str]] | None = None
+
+    @property
+    def injection(self) -> list[list[str]]:
+        """Each rollout's injection flags (``injection.injection_flags``), found once per group:
+        the anchor's inputs and the reward policy read the same result."""
+        if self._injection is None:
+            from .injection import injection_flags
+
+            self._injection = [injection_flags(text) for text in self.group.rollouts]
+        return self._injection
 
     @property
     def options(self):

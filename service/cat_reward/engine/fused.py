@@ -20,6 +20,7 @@ import json
 from .context import GroupContext
 from .conversation import render_question
 from .errors import SynthesisFailed
+from .hacking import anchor_inputs
 from .ports import ChatRequest
 from .self_proposed_rubrics import (
     RESAMPLE_TEMPERATURE,
@@ -44,8 +45,9 @@ def fused_schema(min_items: int, max_items: int) -> dict:
 
 def fused_messages(ctx: GroupContext) -> list[dict[str, str]]:
     group, opts, prompts = ctx.group, ctx.options, ctx.prompts
+    texts, _ = anchor_inputs(ctx)
     responses = "\n\n".join(
-        prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(group.rollouts)
+        prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(texts)
     )
     question = ""
     if opts.include_question:
@@ -53,7 +55,7 @@ def fused_messages(ctx: GroupContext) -> list[dict[str, str]]:
     user = prompts.render(
         "fused.user",
         question=question,
-        count=str(len(group.rollouts)),
+        count=str(len(texts)),
         responses=responses,
         min_criteria=str(opts.min_criteria),
         max_criteria=str(opts.max_criteria),
@@ -106,6 +108,9 @@ async def fused_reference_and_rubric(ctx: GroupContext) -> tuple[Reference, list
     details: dict = {"finish_reason": result.finish_reason, "fused": True}
     if result.finish_reason == "length":
         details["truncated"] = True
+    left_out = anchor_inputs(ctx)[1]
+    if left_out:
+        details["rollouts_left_out"] = left_out  # flagged as injections: the anchor did not read them
     reference = Reference(text=reference_text, aggregator="synthesis", details=details)
 
     # Too few distinct criteria: top up from the reference, as the two-step pipeline asks.

@@ -120,6 +120,20 @@ def _persuaded(verdict: Verdict, threshold: float) -> bool | None:
     return verdict.met
 
 
+def anchor_inputs(ctx: GroupContext) -> tuple[list[str], list[int]]:
+    """The rollouts the anchor reads to write the reference, and the indices left out. A rollout
+    that the patterns flag is left out, so an attack cannot steer the reference (and through it
+    the rubric the honest rollouts are graded against). Under policy ``flag`` (observe only), or
+    when every rollout is flagged, the anchor reads them all."""
+    texts = list(ctx.group.rollouts)
+    if ctx.options.injection_policy == "flag":
+        return texts, []
+    left_out = [i for i, flags in enumerate(ctx.injection) if flags]
+    if not left_out or len(left_out) == len(texts):
+        return texts, []
+    return [t for i, t in enumerate(texts) if i not in set(left_out)], left_out
+
+
 def apply_hacking_policy(
     ctx: GroupContext,
     rollouts: Sequence[RolloutOutcome],
@@ -143,7 +157,7 @@ def apply_hacking_policy(
     judged_mode = ctx.group.mode in JUDGED_MODES
     policy = opts.injection_policy if judged_mode else "flag"
     for index, rollout in enumerate(rollouts):
-        flags = injection_flags(texts[rollout.index])
+        flags = list(ctx.injection[rollout.index])
         if persuaded[index] and not summary["judge_unreliable"]:
             flags.append(PERSUADED)
         canary = None

@@ -7,21 +7,22 @@ from __future__ import annotations
 from ..context import GroupContext
 from ..conversation import render_question
 from ..errors import SynthesisFailed
+from ..hacking import anchor_inputs
 from ..ports import ChatRequest
 from ..types import Reference
 
 
 def synthesis_messages(ctx: GroupContext) -> list[dict[str, str]]:
     group, prompts = ctx.group, ctx.prompts
+    texts, _ = anchor_inputs(ctx)
     responses = "\n\n".join(
-        prompts.render("response.item", number=str(i + 1), response=r.strip())
-        for i, r in enumerate(group.rollouts)
+        prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(texts)
     )
     question = ""
     if group.options.include_question:
         question = prompts.render("question.block", question=render_question(group.prompt)) + "\n\n"
     template = "synthesis_math.user" if group.mode == "verifiable" else "synthesis_free.user"
-    user = prompts.render(template, question=question, count=str(len(group.rollouts)), responses=responses)
+    user = prompts.render(template, question=question, count=str(len(texts)), responses=responses)
     return [
         {"role": "system", "content": prompts.render("synthesis.system")},
         {"role": "user", "content": user},
@@ -44,6 +45,9 @@ async def synthesize_reference(ctx: GroupContext) -> Reference:
     if not text:
         raise SynthesisFailed("the anchor returned an empty synthesis")
     details = {"finish_reason": result.finish_reason}
+    left_out = anchor_inputs(ctx)[1]
+    if left_out:
+        details["rollouts_left_out"] = left_out  # flagged as injections: the anchor did not read them
     if result.finish_reason == "length":
         details["truncated"] = True
     return Reference(text=text, aggregator="synthesis", details=details)
