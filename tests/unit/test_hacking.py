@@ -250,3 +250,11 @@ async def test_policy_flag_and_an_all_flagged_group_show_the_anchor_everything()
     assert INJECTED.split("\n")[1] in prompt and "rollouts_left_out" not in outcome.reference.details
     outcome, prompt = await _synthesis_prompt(group(rollouts=[INJECTED, "."], use_cache=False))
     assert INJECTED.split("\n")[1] in prompt and "rollouts_left_out" not in outcome.reference.details
+
+
+def test_policy_flag_keys_its_own_reference():
+    # the anchor reads flagged rollouts only under "flag": a cached reference is not shared with it
+    from cat_reward.engine.caching import group_fingerprint
+
+    keys = {p: group_fingerprint(group(injection_policy=p), "a", "j", "v") for p in ("zero", "penalty", "null", "flag")}
+    assert keys["zero"] == keys["penalty"] == keys["null"] != keys["flag"]

@@ -68,6 +68,12 @@ def _later(group: Group, names: tuple[str, ...]) -> dict:
     return {name: full[name] for name in names if full[name] != default[name]}
 
 
+def _anchor_reads_flagged(group: Group) -> dict:
+    # Policy "flag" lets the anchor read flagged rollouts (``hacking.anchor_inputs``), so its
+    # reference differs; the other policies leave them out alike and keep the keys they had.
+    return {"injection_policy": "flag"} if group.options.injection_policy == "flag" else {}
+
+
 def _criterion(c: Criterion) -> dict:
     data = asdict(c)
     if data.get("importance") is None:
@@ -80,6 +86,7 @@ def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_
         {
             **_fused(group),
             **_later(group, _LATER_RESULT_OPTIONS),
+            **_anchor_reads_flagged(group),
             "prompt": group.prompt,
             "rollouts": group.rollouts,
             "mode": group.mode,
