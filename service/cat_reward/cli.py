@@ -220,9 +220,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from .api.rows import ROWS
     from .offline.command import score_main
 
-    return score_main(args)
+    return score_main(args, rows=ROWS)
 
 
 def cmd_select(args: argparse.Namespace) -> int:

@@ -16,13 +16,21 @@ from cat_reward.api import create_app
 from cat_reward.backends.scripted import ScriptedLLM
 from cat_reward.engine.errors import LLMUnavailable
 from cat_reward.engine.ports import ChatRequest, Roles
-from cat_reward.offline.command import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, add_score_arguments, score_main
+from cat_reward.api.rows import ROWS
+from cat_reward.offline import command
+from cat_reward.offline.command import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, add_score_arguments
 from cat_reward.offline.inputs import BadRow, FieldMap, body_of, group_key, open_source
 from cat_reward.offline.runner import run
-from cat_reward.offline.scorers import InProcessScorer, UrlScorer, normalized, validate
+from cat_reward.offline.scorers import InProcessScorer, UrlScorer
 from cat_reward.offline.select import SelectError, select
 from cat_reward.offline.store import OutputStore, StoreError, read_lines
 from cat_reward.offline.summary import summarize
+
+validate, normalized = ROWS.validate, ROWS.normalized
+
+
+def score_main(args, **kwargs):
+    return command.score_main(args, rows=ROWS, **kwargs)
 from cat_reward.settings import Settings
 
 from .scripts import anchor_script, judge_script, response_of
@@ -229,7 +237,7 @@ def test_failed_groups_go_to_the_failures_file_then_retry_failed(tmp_path):
     async def once(retry_failed: bool):
         store = OutputStore(out).open()
         try:
-            async with InProcessScorer(Settings(), history=False, roles=scripted(judge)) as scorer:
+            async with InProcessScorer(Settings(), rows=ROWS, history=False, roles=scripted(judge)) as scorer:
                 stats = await run(open_source(data), store, scorer, retries=2, backoff_s=0, retry_failed=retry_failed, progress=False)
         finally:
             store.close()
@@ -346,7 +354,7 @@ def test_url_mode_records_a_refused_group(tmp_path):
         async with app.router.lifespan_context(app):
             store = OutputStore(tmp_path / "out.jsonl").open()
             try:
-                async with UrlScorer("http://cat.test", api_key=None, retries=0, transport=httpx.ASGITransport(app=app)) as scorer:
+                async with UrlScorer("http://cat.test", rows=ROWS, api_key=None, retries=0, transport=httpx.ASGITransport(app=app)) as scorer:
                     return await run(open_source(data), store, scorer, progress=False), store
             finally:
                 store.close()

@@ -56,8 +56,8 @@ def _write_json(path: str, document: dict) -> None:
     target.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
-def score_main(args: argparse.Namespace, *, roles=None, checker=None, transport=None) -> int:
-    """``roles``/``checker`` (in process) and ``transport`` (--url) may be injected (tests, bench)."""
+def score_main(args: argparse.Namespace, *, rows, roles=None, checker=None, transport=None) -> int:
+    """``rows``: how a row is read (``api.rows.ROWS``, from the command line). ``roles``/``checker`` (in process) and ``transport`` (--url) may be injected (tests, bench)."""
     from pydantic import ValidationError
 
     from ..settings import Settings
@@ -90,9 +90,9 @@ def score_main(args: argparse.Namespace, *, roles=None, checker=None, transport=
     except InputError as exc:
         return _fail("score", str(exc))
     if args.url:
-        scorer = UrlScorer(args.url, api_key=url_api_key(settings), retries=args.retries, timeout_s=args.timeout, transport=transport)
+        scorer = UrlScorer(args.url, rows=rows, api_key=url_api_key(settings), retries=args.retries, timeout_s=args.timeout, transport=transport)
     else:
-        scorer = InProcessScorer(settings, history=not args.no_history, roles=roles, checker=checker)
+        scorer = InProcessScorer(settings, rows=rows, history=not args.no_history, roles=roles, checker=checker)
     concurrency = args.concurrency
     if scorer.max_concurrency is not None and concurrency > scorer.max_concurrency:
         print(f"[cat-reward score] --concurrency {concurrency} lowered to CAT_MAX_ACTIVE_GROUPS ({scorer.max_concurrency})", file=sys.stderr)

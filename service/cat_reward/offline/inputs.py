@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 class InputError(Exception):
@@ -185,3 +185,13 @@ def group_key(group_id: str | None, body: dict) -> str:
     same row scored with other options is another group, and a rerun finds the same key."""
     canonical = json.dumps({"id": group_id, "request": body}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class RowReader(Protocol):
+    """How a row becomes a request: handed in by the command line (``api.rows.ROWS``, rows read
+    as ``POST /rewards`` bodies), so this package needs no HTTP import."""
+
+    def validate(self, body: dict) -> Any: ...  # BadRow names the field and the rule
+    def normalized(self, request: Any) -> dict: ...  # the body as sent, and what its key is from
+    def job(self, request: Any, defaults: Any, default_mode: str) -> Any: ...
+    def status(self, exc: Exception) -> int: ...

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .inputs import BadRow, FieldMap, Source, body_of, group_key
-from .scorers import GroupFailed, normalized, validate
+from .scorers import GroupFailed
 from .store import OutputStore
 
 
@@ -195,12 +195,12 @@ async def run(
                 continue
             try:
                 group_id, body = body_of(row.record, fields, defaults)
-                request = validate(body)
+                request = scorer.rows.validate(body)
                 scorer.check(request)
             except BadRow as exc:
                 bad(row.number, str(exc))
                 continue
-            body = normalized(request)
+            body = scorer.rows.normalized(request)
             key = group_key(group_id, body)
             if key in store.done:
                 stats.already_done += 1

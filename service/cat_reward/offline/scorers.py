@@ -1,27 +1,20 @@
 """How ``cat-reward score`` scores one group: in process, through the service's own
 ``RewardService`` (the anchor, judge and math-verify of the ``CAT_*`` settings), or over HTTP
-through the project's Python client (``--url``). Both validate a row as ``POST /rewards`` does
-(``RewardRequest``) and send the same fields (rubric, token_logprobs, options, metadata), so a
-file scores the same either way.
-
-A composition root, like ``cat-reward eval``'s runner: it builds the services (``wiring``) and
-uses the HTTP edge's request model and mapping (``api``).
+through the project's Python client (``--url``). Both read a row as ``POST /rewards`` does,
+through the row reader the command line hands in (``api.rows``: this package never imports the
+HTTP layer), and send the same fields (rubric, token_logprobs, options, metadata), so a file
+scores the same either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
 from ..admission import Overloaded
-from ..api.errors import _loc_to_param
-from ..api.mapping import job_of, status_for
-from ..api.schemas import RewardRequest
 from ..engine.errors import CatError, GenerationFailed, LLMBadResponse, LLMUnavailable
 from ..rewarding import check_limits
 from ..settings import Settings
-from .inputs import BadRow
+from .inputs import BadRow, RowReader
 
 RETRYABLE = (LLMUnavailable, Overloaded, LLMBadResponse, GenerationFailed)
 
@@ -40,30 +33,16 @@ class GroupFailed(Exception):
         return {"type": self.type, "message": self.message, "param": self.param, "status": self.status}
 
 
-def validate(body: dict) -> RewardRequest:
-    """The row's body as ``POST /rewards`` reads it; ``BadRow`` names the field and the rule."""
-    try:
-        return RewardRequest.model_validate(body)
-    except ValidationError as exc:
-        details = sorted(
-            ((_loc_to_param(("body", *e.get("loc", ())), e.get("type", "")), e.get("msg", "")) for e in exc.errors()),
-            key=lambda d: -d[0].count("."),
-        )
-        raise BadRow("; ".join(f"{param}: {message}" for param, message in details[:3])) from None
-
-
-def normalized(request: RewardRequest) -> dict:
-    """What is sent for a group (and what its key is computed from): the validated body."""
-    return request.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-
-
 class InProcessScorer:
     """Scores with the service's pipeline built in this process (``open_services``)."""
 
     name = "in-process"
 
-    def __init__(self, settings: Settings, *, history: bool = True, roles=None, checker=None) -> None:
+    def __init__(
+        self, settings: Settings, *, rows: RowReader, history: bool = True, roles=None, checker=None
+    ) -> None:
         self.settings = settings
+        self.rows = rows
         self.history = history
         self.roles = roles
         self.checker = checker
@@ -83,21 +62,21 @@ class InProcessScorer:
         if self.services is not None:
             await self.services.aclose()
 
-    def check(self, request: RewardRequest) -> None:
+    def check(self, request) -> None:
         """The service's limits (CAT_MAX_ROLLOUTS, ...): a row over them is a bad row."""
         rewards = self.services.rewards
         try:
-            check_limits(job_of(request, rewards.defaults, self.settings.default_mode).group, self.settings)
+            check_limits(self.rows.job(request, rewards.defaults, self.settings.default_mode).group, self.settings)
         except CatError as exc:
             raise BadRow(f"{exc.param}: {exc.message}" if exc.param else exc.message) from None
 
-    async def score(self, request: RewardRequest, key: str) -> dict:
+    async def score(self, request, key: str) -> dict:
         rewards = self.services.rewards
         try:
-            job = job_of(request, rewards.defaults, self.settings.default_mode)
+            job = self.rows.job(request, rewards.defaults, self.settings.default_mode)
             return (await rewards.score(job, idempotency_key=key)).document
         except CatError as exc:
-            raise GroupFailed(exc.type, exc.message, exc.param, status_for(exc), isinstance(exc, RETRYABLE)) from None
+            raise GroupFailed(exc.type, exc.message, exc.param, self.rows.status(exc), isinstance(exc, RETRYABLE)) from None
 
 
 class UrlScorer:
@@ -108,8 +87,11 @@ class UrlScorer:
     name = "url"
     max_concurrency = None  # the service's admission answers 503/429 beyond its limits; the client waits
 
-    def __init__(self, url: str, *, api_key: str | None, retries: int, timeout_s: float | None = None, transport=None) -> None:
+    def __init__(
+        self, url: str, *, rows: RowReader, api_key: str | None, retries: int, timeout_s: float | None = None, transport=None
+    ) -> None:
         self.url = url
+        self.rows = rows
         self.api_key = api_key
         self.retries = retries
         self.timeout_s = timeout_s
@@ -129,13 +111,13 @@ class UrlScorer:
         if self.client is not None:
             await self.client.aclose()
 
-    def check(self, request: RewardRequest) -> None:
+    def check(self, request) -> None:
         """The service applies its own limits (a 422 is recorded as the group's failure)."""
 
-    async def score(self, request: RewardRequest, key: str) -> dict:
+    async def score(self, request, key: str) -> dict:
         from cat_reward_client import CatRewardError
 
-        body = normalized(request)
+        body = self.rows.normalized(request)
         try:
             result = await self.client.rewards(
                 body["prompt"],
