@@ -199,7 +199,7 @@ class RewardService:
         self.settings = settings
         self.pipeline = pipeline
         self.history = history
-        self.admission = Admission(settings.max_active_groups, settings.max_queued_groups, settings.queue_timeout_s)
+        self.admission = Admission(settings.active_groups, settings.max_queued_groups, settings.queue_timeout_s)
         self.defaults = default_options(settings)
 
     def check(self, group: Group, prefix: str = "") -> None:
@@ -283,7 +283,7 @@ class RewardService:
                 return exc
 
         async with self.admission.admit(len(jobs)):  # admitted whole or not at all
-            return await gather_bounded([one(i, job) for i, job in enumerate(jobs)], limit=settings.batch_concurrency)
+            return await gather_bounded([one(i, job) for i, job in enumerate(jobs)], limit=settings.batch_groups_at_once)
 
 
 def group_key(prompt: str | list[dict], mode: str | None, group_id: str | None, step: int | None) -> str:

@@ -16,6 +16,7 @@ from .engine.answer_extraction import validate_extractors
 
 DEFAULT_JUDGE_PORT = 8001
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+ACTIVE_GROUPS_PER_SERVER = 64  # the default active-groups bound per judge server (CAT_MAX_ACTIVE_GROUPS)
 
 UrlList = Annotated[list[str], NoDecode]
 
@@ -279,8 +280,18 @@ class Settings(BaseSettings):
     # --- limits ------------------------------------------------------------------------
     max_rollouts: int = Field(default=256, ge=1, description="Most rollouts in one group.")
     max_groups_per_batch: int = Field(default=256, ge=1, description="Most groups in one batch request.")
-    batch_concurrency: int = Field(default=16, ge=1, description="Groups of one batch scored at once.")
-    max_active_groups: int = Field(default=64, ge=1, description="Groups one process scores at once.")
+    batch_concurrency: int | None = Field(
+        default=None, ge=1, description="Groups of one batch scored at once; default: the active-groups bound (below)."
+    )
+    max_active_groups: int | None = Field(
+        default=None,
+        ge=1,
+        description="Groups one process scores at once; the rest wait their turn (CAT_MAX_QUEUED_GROUPS). Default: 64 "
+        "per judge server, that is 64 x the LLM URLs (the anchor's or the judge's list, the longer) x "
+        "CAT_LLM_SERVERS_PER_URL, so a pool of N judges gets N times the groups. A fixed 64 starved a pool: with 4 "
+        "simulated judges each one decoded a quarter of the sequences per step and the step took 0.33x the 1-judge "
+        "step instead of 0.29x (bench/README.md, step-sized load test).",
+    )
     max_queued_groups: int = Field(
         default=1024, ge=0, description="Groups that may wait for a scoring slot; beyond, 503 overloaded at once."
     )
@@ -409,6 +420,21 @@ class Settings(BaseSettings):
             if judge != "judge" and judge not in self.extra_judges:
                 raise ValueError(f"CAT_VERDICT_ENSEMBLE names judge {judge!r}, which is not in CAT_EXTRA_JUDGES")
         return self
+
+    @property
+    def judge_servers(self) -> int:
+        """Model servers behind the LLM URLs: the longer URL list (anchor or judge) x CAT_LLM_SERVERS_PER_URL."""
+        return max(len(self.anchor_base_url), len(self.judge_urls)) * self.llm_servers_per_url
+
+    @property
+    def active_groups(self) -> int:
+        """Groups one process scores at once: CAT_MAX_ACTIVE_GROUPS, or 64 per judge server."""
+        return self.max_active_groups or ACTIVE_GROUPS_PER_SERVER * self.judge_servers
+
+    @property
+    def batch_groups_at_once(self) -> int:
+        """Groups of one batch request scored at once: CAT_BATCH_CONCURRENCY, or the active-groups bound."""
+        return self.batch_concurrency or self.active_groups
 
     @property
     def judge_urls(self) -> list[str]:

@@ -96,6 +96,10 @@ def main(policy: str, url: str, out: str) -> None:
     legacy_out = legacy(data, return_dict=True)
     legacy_seconds = time.monotonic() - started
     tensor = legacy_out["reward_tensor"]
+    # one group per request, both requests at once (the step's groups go out together)
+    split = CatGroupRewardManager(tokenizer, num_examine=0, base_url=url, mode="judge", options=fast,
+                                  max_groups_per_request=1, max_concurrent_requests=2)
+    split_tensor = split(data, return_dict=True)["reward_tensor"]
     with open(out, "w") as f:
         json.dump({
             "manager": manager_name,
@@ -104,6 +108,7 @@ def main(policy: str, url: str, out: str) -> None:
                             for r in results],
             "reward_loop_seconds": round(seconds, 2),
             "legacy_scores": [float(tensor[i].sum()) for i in range(len(data))],
+            "legacy_split_scores": [float(split_tensor[i].sum()) for i in range(len(data))],
             "legacy_nonzero_at": [int(tensor[i].nonzero().max()) if tensor[i].any() else None for i in range(len(data))],
             "response_lengths": response_lengths,
             "legacy_seconds": round(legacy_seconds, 2),

@@ -83,6 +83,8 @@ def test_verl_reward_loop_groups_by_uid(trainer_python, policy_dir, trainer_serv
 
     # The legacy group-aware manager put each score on the last response token.
     assert all(0.0 <= s <= 1.0 for s in result["legacy_scores"])
+    # the same groups, one per request and the requests concurrent: the same scores (cached), in place
+    assert result["legacy_split_scores"] == result["legacy_scores"]
     assert result["legacy_nonzero_at"] == [
         (n - 1) if s else None for n, s in zip(result["response_lengths"], result["legacy_scores"])
     ]

@@ -168,3 +168,23 @@ async def test_an_admitted_batch_is_scored_whole_however_long_its_groups_wait(sl
     response = await client.post("/rewards/batch", json=batch)
     assert response.status_code == 200, response.text
     assert [item["ok"] for item in response.json()["results"]] == [True, True, True]
+
+
+def test_active_groups_default_grows_with_the_judge_pool():
+    """Unset, the active-groups bound is 64 per judge server: a pool of N judges is fed N times the
+    groups (a fixed 64 left 4 judges decoding a quarter of the sequences per step each)."""
+    one = Settings(_env_file=None, anchor_base_url="http://127.0.0.1:1/v1")
+    assert one.active_groups == 64 and one.batch_groups_at_once == 64
+    urls = Settings(_env_file=None, anchor_base_url="http://127.0.0.1:1/v1,http://127.0.0.1:2/v1")
+    assert urls.active_groups == 128
+    # the judge's own list counts when it is the longer one
+    judges = Settings(_env_file=None, anchor_base_url="http://127.0.0.1:1/v1",
+                      judge_base_url="http://127.0.0.1:2/v1,http://127.0.0.1:3/v1,http://127.0.0.1:4/v1")
+    assert judges.active_groups == 3 * 64
+    # one URL that is a router in front of 4 judges
+    router = Settings(_env_file=None, anchor_base_url="http://127.0.0.1:1/v1", llm_servers_per_url=4)
+    assert router.active_groups == 256 and router.batch_groups_at_once == 256
+    # set explicitly, each wins
+    fixed = Settings(_env_file=None, anchor_base_url="http://127.0.0.1:1/v1", llm_servers_per_url=4,
+                     max_active_groups=10, batch_concurrency=3)
+    assert fixed.active_groups == 10 and fixed.batch_groups_at_once == 3

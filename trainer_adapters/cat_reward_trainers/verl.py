@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cat_reward_client import CatRewardClient, RewardGroup, SampleGroup
@@ -203,7 +204,9 @@ class CatGroupRewardManager:
 
     Groups the batch by ``non_tensor_batch["uid"]`` (order kept), decodes prompts and
     responses, scores the groups with ``POST /rewards/batch`` (``max_groups_per_request`` per
-    request), and puts each score on the last valid response token, as verl's managers do.
+    request, up to ``max_concurrent_requests`` requests at once, so a step's groups reach the
+    service together and its judge pool works on all of them), and puts each score on the last
+    valid response token, as verl's managers do.
 
     Takes verl's manager arguments (``tokenizer``, ``num_examine``, ``compute_score`` (unused),
     ``reward_fn_key``) plus the service settings as keywords.
@@ -222,6 +225,7 @@ class CatGroupRewardManager:
         use_ground_truth: bool = False,
         null_score: float | None = None,
         max_groups_per_request: int = 64,
+        max_concurrent_requests: int = 8,
         **client_kwargs: Any,
     ) -> None:
         self.tokenizer = tokenizer
@@ -233,6 +237,7 @@ class CatGroupRewardManager:
         self.use_ground_truth = use_ground_truth
         self.null_score = null_score
         self.max_groups_per_request = max_groups_per_request
+        self.max_concurrent_requests = max_concurrent_requests
         self.client_kwargs = client_kwargs
 
     def __call__(self, data: Any, return_dict: bool = False) -> Any:
@@ -271,30 +276,39 @@ class CatGroupRewardManager:
 
         rewards: list[float | None] = [None] * n
         errors: list[str | None] = [None] * n
+        size = self.max_groups_per_request
+        chunks = [groups[start : start + size] for start in range(0, len(groups), size)]
+
+        def score(client: CatRewardClient, chunk: list[tuple[str, list[int]]]) -> None:
+            request = [
+                RewardGroup(
+                    prompts[idx[0]],
+                    [responses[i] for i in idx],
+                    mode=self.mode,
+                    reference=None if ground_truths[idx[0]] in (None, "") else str(ground_truths[idx[0]]),
+                    options=self.options,
+                    metadata={"group_id": uid, "tags": {"trainer": "verl"}},
+                )
+                for uid, idx in chunk
+            ]
+            batch = client.rewards_batch(request)
+            for (uid, idx), item in zip(chunk, batch):
+                if not item.ok or item.result is None:
+                    message = f"{item.error.type}: {item.error.message}" if item.error else "group failed"
+                    for i in idx:
+                        errors[i] = message
+                    continue
+                for i, reward, detail in zip(idx, item.result.rewards, item.result.details):
+                    rewards[i] = reward
+                    errors[i] = detail.error
+
         with CatRewardClient(service_url(self.base_url), **self.client_kwargs) as client:
-            for start in range(0, len(groups), self.max_groups_per_request):
-                chunk = groups[start : start + self.max_groups_per_request]
-                request = [
-                    RewardGroup(
-                        prompts[idx[0]],
-                        [responses[i] for i in idx],
-                        mode=self.mode,
-                        reference=None if ground_truths[idx[0]] in (None, "") else str(ground_truths[idx[0]]),
-                        options=self.options,
-                        metadata={"group_id": uid, "tags": {"trainer": "verl"}},
-                    )
-                    for uid, idx in chunk
-                ]
-                batch = client.rewards_batch(request)
-                for (uid, idx), item in zip(chunk, batch):
-                    if not item.ok or item.result is None:
-                        message = f"{item.error.type}: {item.error.message}" if item.error else "group failed"
-                        for i in idx:
-                            errors[i] = message
-                        continue
-                    for i, reward, detail in zip(idx, item.result.rewards, item.result.details):
-                        rewards[i] = reward
-                        errors[i] = detail.error
+            # The step's groups go out at once (a step is a burst: the service's judge pool
+            # absorbs it), in max_concurrent_requests requests at a time; one client, its
+            # connection pool shared by the threads.
+            with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrent_requests, len(chunks)))) as pool:
+                for done in [pool.submit(score, client, chunk) for chunk in chunks]:
+                    done.result()
 
         missing = [i for i, r in enumerate(rewards) if r is None]
         if missing and self.null_score is None:

@@ -87,7 +87,7 @@ def tighten(document: Schema, settings: Settings) -> None:
     for item in ("SampleIn",):
         schemas[item]["properties"]["rollout"]["maxLength"] = settings.max_rollout_chars
     batch = schemas["BatchRequest"]["properties"]["groups"]
-    batch["maxItems"] = min(settings.max_groups_per_batch, settings.max_active_groups + settings.max_queued_groups)
+    batch["maxItems"] = min(settings.max_groups_per_batch, settings.active_groups + settings.max_queued_groups)
     batch["description"] += (
         " At most CAT_MAX_GROUPS_PER_BATCH, and at most CAT_MAX_ACTIVE_GROUPS + CAT_MAX_QUEUED_GROUPS."
     )

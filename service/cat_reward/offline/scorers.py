@@ -50,7 +50,7 @@ class InProcessScorer:
 
     @property
     def max_concurrency(self) -> int:
-        return self.settings.max_active_groups
+        return self.settings.active_groups
 
     async def __aenter__(self) -> InProcessScorer:
         from ..wiring import open_services
