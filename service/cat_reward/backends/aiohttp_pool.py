@@ -38,10 +38,20 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+import orjson
 
 KEEPALIVE_S = 4.0
 LARGE_BODY = 1 << 20
 MAX_HEADER_LINE = 65536  # h11, under httpx, takes header blocks up to 100 KiB; aiohttp's default is 8190
+
+
+def _encode(value: object) -> bytes:
+    """Compact UTF-8 JSON; ``ValueError`` on NaN or infinity, as httpx (orjson writes them as null,
+    so a body holding a null is checked again by the standard library, which raises)."""
+    data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)  # TypeError on what JSON cannot hold
+    if b"null" in data:
+        jsonlib.dumps(value, allow_nan=False)
+    return data
 
 
 class _DNSTimeout(Exception):
@@ -75,8 +85,8 @@ class HTTPAnswer:
         self.reason_phrase = reason_phrase
 
     def json(self):
-        """The body parsed as JSON; ``ValueError`` when it is not JSON (as httpx)."""
-        return jsonlib.loads(self.content)
+        """The body parsed as JSON; ``ValueError`` when it is not JSON (as httpx; orjson's error is one)."""
+        return orjson.loads(self.content)
 
     @property
     def text(self) -> str:
@@ -169,8 +179,10 @@ class AiohttpHTTP:
         data: bytes | io.BytesIO | None = None
         call_timeout = self._timeout
         if json is not None:
-            # the bytes httpx would send: compact, UTF-8, no NaN
-            data = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+            # the bytes httpx would send: compact, UTF-8, no NaN. orjson: a verdict batch body is
+            # G x (n + 1) prompts each holding its response (~180 KB at G=8, n=8), and the standard
+            # library's encoder took 13% of the service's CPU under the load test.
+            data = _encode(json)
             if len(data) > LARGE_BODY:
                 data = io.BytesIO(data)  # aiohttp writes it in chunks (raw bytes this large: a ResourceWarning)
                 call_timeout = self._large_timeout

@@ -43,12 +43,28 @@ _RESULT_OPTIONS = (
 _RUBRIC_OPTIONS = ("include_question", "min_criteria", "max_criteria", "synthesis", "rubric", "seed", "rubric_attempts")
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True, default=str)  # json.dumps(payload, sort_keys=True, default=str), built once
+
+
 def _digest(payload: object) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_KEY_JSON.encode(payload).encode()).hexdigest()
+
+
+def _as_dict(options: GroupOptions) -> dict:
+    """``asdict(options)``, once per options object (a frozen dataclass: it cannot change)."""
+    cached = _OPTION_DICTS.get(id(options))
+    if cached is None or cached[0] is not options:
+        if len(_OPTION_DICTS) >= 1024:
+            _OPTION_DICTS.clear()
+        cached = _OPTION_DICTS[id(options)] = (options, asdict(options))
+    return cached[1]
+
+
+_OPTION_DICTS: dict[int, tuple[GroupOptions, dict]] = {}
 
 
 def _options(group: Group, names: tuple[str, ...]) -> dict:
-    full = asdict(group.options)
+    full = _as_dict(group.options)
     return {name: full[name] for name in names}
 
 
@@ -64,7 +80,7 @@ _LATER_RESULT_OPTIONS = ("rubric_prompt", "aggregation", "weights", "essential_f
 
 
 def _later(group: Group, names: tuple[str, ...]) -> dict:
-    full, default = asdict(group.options), asdict(_DEFAULTS)
+    full, default = _as_dict(group.options), _as_dict(_DEFAULTS)
     return {name: full[name] for name in names if full[name] != default[name]}
 
 
@@ -119,6 +135,7 @@ def prompt_rubric_key(group: Group, anchor_model: str, prompt_version: str) -> s
     )
 
 
+@lru_cache(maxsize=4096)
 @lru_cache(maxsize=4096)
 def _text_digest(text: str) -> str:
     # A rollout is asked about every criterion: its (long) text is hashed once, not n times.
