@@ -193,6 +193,14 @@ def test_http_and_handle_serve_the_same_app(cluster):
     assert over_handle.record_id == over_http.record_id  # same body, same default key: one record
     assert over_handle.provenance.judge_model == "stub-model"
 
+    # the caller's own rubric and per-rollout token log-probabilities, as the HTTP client sends them
+    mine = [{"criterion": "Gives a number.", "points": 2}, {"criterion": "Shows the sum."}]
+    own = handle.rewards("What is 1 + 1?", ["2", "It is 2."], mode="rubric", rubric=mine,
+                         token_logprobs=[[-0.1], [-0.2, -0.3, -0.1]])
+    assert [c.text for c in own.rubric] == ["Gives a number.", "Shows the sum."]
+    assert [c.weight for c in own.rubric] == [2.0, 1.0]
+    assert len(own.rewards) == 2 and None not in own.rewards
+
     with pytest.raises(InvalidRequestError) as invalid:
         handle.rewards("What?", [], mode="rubric")
     assert invalid.value.status == 422 and invalid.value.param == "rollouts"

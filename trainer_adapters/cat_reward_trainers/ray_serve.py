@@ -90,9 +90,14 @@ class CatRewardHandle:
         idempotency_key: str | None = None,
         *,
         metadata: Mapping[str, Any] | None = None,
+        rubric: Iterable[Mapping[str, Any]] | None = None,
+        token_logprobs: Iterable[Iterable[float]] | None = None,
     ) -> RewardResult:
-        """Score one group, as ``CatRewardClient.rewards``."""
-        return self._send(self._core().rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata))
+        """Score one group, as ``CatRewardClient.rewards`` (a caller's ``rubric``, per-rollout
+        ``token_logprobs`` included)."""
+        return self._send(
+            self._core().rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata, rubric, token_logprobs)
+        )
 
     def rewards_batch(
         self, groups: Iterable[RewardGroup | Mapping[str, Any]], idempotency_key: str | None = None
@@ -110,8 +115,12 @@ class CatRewardHandle:
         idempotency_key: str | None = None,
         *,
         metadata: Mapping[str, Any] | None = None,
+        rubric: Iterable[Mapping[str, Any]] | None = None,
+        token_logprobs: Iterable[Iterable[float]] | None = None,
     ) -> RewardResult:
-        return await self._asend(self._core().rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata))
+        return await self._asend(
+            self._core().rewards(prompt, rollouts, mode, reference, options, idempotency_key, metadata, rubric, token_logprobs)
+        )
 
     async def arewards_batch(
         self, groups: Iterable[RewardGroup | Mapping[str, Any]], idempotency_key: str | None = None
