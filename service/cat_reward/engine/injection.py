@@ -64,6 +64,14 @@ _INVISIBLE = re.compile(
 _SPACES = re.compile(r"[^\S\n]+")
 _NON_WORDS = re.compile(r"[^\w\n']+|_+")
 _NEWLINES = re.compile(r"\s*\n\s*")
+# The same replacements as _SPACES and _NON_WORDS (a run becomes one space), without matching
+# the lone spaces they would replace by themselves: most of a text's matches, and no change.
+_SPACE_RUNS = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+# The ASCII characters \s matches besides the space and the newline: an ASCII text without them
+# and without two spaces in a row is left as it is by _SPACES; one whose newlines also stand
+# alone (no space or newline next to one), by _NEWLINES.
+_ASCII_BLANKS_BUT_SPACE = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_NON_WORD_RUNS = re.compile(r"[^\w\n' ][^\w\n']*| [^\w\n']+|_+")
 _COMMENTS = re.compile(r"<!--(.{0,4000}?)-->|^\s*\[[^\]\n]{0,40}\]:\s*#\s*[(\"'<](.{0,2000}?)[)\"'>]\s*$|/\*(.{0,4000}?)\*/", re.DOTALL | re.MULTILINE)
 
 # A small fallback when the confusables table is not installed: the Cyrillic and Greek letters
@@ -109,21 +117,49 @@ def _is_content(char: str) -> bool:
 
 
 class Normalized:
-    """The views of one rollout the patterns run on."""
+    """The views of one rollout the patterns run on.
 
-    __slots__ = ("plain", "folded", "words", "original")
+    ``fast`` (the default) skips the steps that cannot change the text: NFKC, the invisibles and
+    the confusables of a pure ASCII text (no ASCII character has a compatibility decomposition, is
+    a format character or has an entry in the table), and the comment scan of a text without
+    ``<!--``, ``/*`` or ``]:`` (every comment match holds one of them). ``words`` is computed when
+    first read, as the folded view itself when that has nothing ``_NON_WORDS`` would replace."""
 
-    def __init__(self, text: str) -> None:
+    __slots__ = ("plain", "folded", "_words", "original")
+
+    def __init__(self, text: str, *, fast: bool = True) -> None:
         self.original = text
-        text = unicodedata.normalize("NFKC", text)
-        text = _INVISIBLE.sub("", text)
-        comments = [next(g for g in m.groups() if g is not None) for m in _COMMENTS.finditer(text)]
-        if comments:  # a hidden note also stands on a line of its own
-            text = text + "\n" + "\n".join(comments)
-        text = _NEWLINES.sub("\n", _SPACES.sub(" ", text.lower())).strip()
+        ascii_only = fast and text.isascii()
+        if not ascii_only:
+            text = unicodedata.normalize("NFKC", text)
+            text = _INVISIBLE.sub("", text)
+        if not fast or "<!--" in text or "/*" in text or "]:" in text:
+            comments = [next(g for g in m.groups() if g is not None) for m in _COMMENTS.finditer(text)]
+            if comments:  # a hidden note also stands on a line of its own
+                text = text + "\n" + "\n".join(comments)
+        if fast:
+            text = text.lower()
+            if not ascii_only or "  " in text or any(c in text for c in _ASCII_BLANKS_BUT_SPACE):
+                text = _SPACE_RUNS.sub(" ", text)
+            if "\n" in text and (" \n" in text or "\n " in text or "\n\n" in text or not ascii_only):
+                text = _NEWLINES.sub("\n", text)
+            text = text.strip()
+        else:
+            text = _NEWLINES.sub("\n", _SPACES.sub(" ", text.lower())).strip()
         self.plain = text
-        self.folded = text.translate(confusables_table()).lower()
-        self.words = _NON_WORDS.sub(" ", self.folded)  # ignore_previous_instructions() -> ignore previous instructions
+        self.folded = text if ascii_only else text.translate(confusables_table()).lower()
+        self._words = None if fast else _NON_WORDS.sub(" ", self.folded)
+
+    @property
+    def words(self) -> str:
+        """The folded view with every run of punctuation (or underscores) made one space."""
+        if self._words is None:
+            folded = self.folded
+            if "  " not in folded and folded.replace(" ", "").replace("\n", "").replace("'", "").isalnum():
+                self._words = folded  # only words, apostrophes and single blanks: _NON_WORDS.sub is the identity
+            else:
+                self._words = _NON_WORD_RUNS.sub(" ", folded)
+        return self._words
 
 
 def normalize(text: str) -> str:
@@ -366,6 +402,469 @@ def _other_patterns_to_run(plain: str, use_hints: bool) -> list[tuple[str, re.Pa
     return [entry for entry, hints in zip(_OTHER, _OTHER_HINTS) if any(h in plain for h in hints)]
 
 
+# -- literals every match must contain, read off the patterns themselves -----------------------------
+# A pattern is split at its top-level "|" into alternatives; for each one, the parse tree of the
+# regex gives a formula of substrings that every match contains: an alternation of fixed strings
+# (``("any", strings)``: one of them occurs), "and" of formulas, "or" of formulas, None (nothing
+# known). A text without them cannot hold a match of that alternative, so it is not run; the
+# alternatives left are run as one pattern. This is exact by construction (a literal in the tree is
+# a character every match has there; anything the reading does not know gives None, "run it"),
+# and the tests hold it to running every pattern in full.
+
+_MAX_STRINGS = 64  # the largest set of fixed strings followed through a concatenation
+_MAX_RUNS = 64  # the unions of alternatives compiled per pattern
+_MAX_STARTS = 32  # the places an alternative is tried at, at most (past them, it searches)
+_COVER_ABOVE = 6  # an "any" of more strings is looked up through a character they share first (_cover)
+
+try:
+    from re import _parser as _sre_parse  # Python 3.11+
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
+
+def _any_of(strings) -> tuple | None:
+    """The formula "one of these strings occurs" (None when one of them is empty: always true)."""
+    strings = set(strings)
+    if not strings or "" in strings:
+        return None
+    kept: list[str] = []
+    for s in sorted(strings, key=len):  # a string that holds a kept one adds nothing
+        if not any(k in s for k in kept):
+            kept.append(s)
+    return ("any", tuple(kept))
+
+
+def _all_of(formulas) -> tuple | None:
+    parts: list[tuple] = []
+    for f in formulas:
+        if f is not None:
+            parts += f[1] if f[0] == "and" else [f]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else ("and", tuple(parts))
+
+
+def _one_of(formulas) -> tuple | None:
+    if any(f is None for f in formulas):
+        return None
+    strings: set[str] = set()
+    parts: list[tuple] = []
+    for f in formulas:
+        for g in f[1] if f[0] == "or" else [f]:
+            if g[0] == "any":
+                strings.update(g[1])
+            else:
+                parts.append(g)
+    if strings:
+        parts.insert(0, _any_of(strings))
+    return parts[0] if len(parts) == 1 else ("or", tuple(parts))
+
+
+def _sequence(items) -> tuple[frozenset[str] | None, tuple | None]:
+    """(every string the sequence can match, when few and known; the formula its matches satisfy)."""
+    required: list[tuple | None] = []
+    current: set[str] = {""}  # the strings the items since the last break match, exactly
+    exact = True
+    for op, av in items:
+        strings, formula = _node(op, av)
+        if strings is not None and len(current) * len(strings) <= _MAX_STRINGS:
+            current = {a + b for a in current for b in strings}
+            continue
+        exact = False
+        required.append(_any_of(current))
+        if strings is not None:
+            current = set(strings)
+        else:
+            required.append(formula)
+            current = {""}
+    if exact:
+        return frozenset(current), _any_of(current)
+    required.append(_any_of(current))
+    return None, _all_of(required)
+
+
+def _node(op, av) -> tuple[frozenset[str] | None, tuple | None]:
+    P = _sre_parse
+    if op is P.LITERAL:
+        return frozenset(chr(av)), _any_of(chr(av))
+    if op in (P.AT, P.ASSERT, P.ASSERT_NOT):  # zero width: matches the empty string there
+        return frozenset([""]), None
+    if op is P.IN:
+        chars: set[str] = set()
+        for item, value in av:
+            if item is P.LITERAL:
+                chars.add(chr(value))
+            elif item is P.RANGE and value[1] - value[0] < 16:
+                chars.update(chr(c) for c in range(value[0], value[1] + 1))
+            else:  # a negated set, a category, a wide range
+                return None, None
+        return (frozenset(chars), _any_of(chars)) if len(chars) <= _MAX_STRINGS else (None, None)
+    if op is P.SUBPATTERN:
+        _group, add_flags, _del_flags, sub = av
+        return (None, None) if add_flags & re.IGNORECASE else _sequence(sub)
+    if op is getattr(P, "ATOMIC_GROUP", None):
+        return _sequence(av)
+    if op is P.BRANCH:
+        branches = [_sequence(sub) for sub in av[1]]
+        if all(s is not None for s, _ in branches) and sum(len(s) for s, _ in branches) <= _MAX_STRINGS:
+            union = frozenset().union(*(s for s, _ in branches))
+            return union, _any_of(union)
+        return None, _one_of([f for _, f in branches])
+    if op in (P.MAX_REPEAT, P.MIN_REPEAT, getattr(P, "POSSESSIVE_REPEAT", P.MAX_REPEAT)):
+        low, high, sub = av
+        strings, formula = _sequence(sub)
+        if low == 0:
+            return (strings | {""}, None) if high == 1 and strings is not None else (None, None)
+        if strings is not None and low == high and len(strings) ** low <= _MAX_STRINGS:
+            repeated = {""}
+            for _ in range(low):
+                repeated = {a + b for a in repeated for b in strings}
+            return frozenset(repeated), _any_of(repeated)
+        return None, formula  # at least one repetition: what one holds
+    return None, None  # ANY, NOT_LITERAL, GROUPREF, ...: nothing known
+
+
+def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, int]:
+    """What every match of the regex ``source`` (compiled with ``flags``) holds: the formula of
+    strings it contains and what it begins with (``_match_starts``; None for either: not known),
+    and its number of groups. Raises re.error for a malformed ``source``."""
+    parsed = _sre_parse.parse(source, flags)
+    groups = parsed.state.groups - 1
+    try:
+        if (flags | parsed.state.flags) & (re.IGNORECASE | re.VERBOSE):
+            return None, None, groups
+        heads = _starts(parsed.data, bool(parsed.state.flags & re.MULTILINE))
+        return _sequence(parsed.data)[1], _match_starts(heads), groups
+    except Exception:  # noqa: BLE001 - an unknown parser: no prefilter, the pattern always runs
+        return None, None, groups
+
+
+# Where a match can begin besides at a string: at the start of the text (``\A``, or ``^`` without
+# re.MULTILINE; with it, a search tries the starts of lines only and is fast as it is).
+_TEXT_START = object()
+
+
+def _then(prefix: set, heads: set) -> set:
+    """Each of ``prefix`` followed by each of ``heads`` (the start-of-text mark after a string:
+    just the string)."""
+    return {a + b if isinstance(b, str) else (b if a == "" else a) for a in prefix for b in heads}
+
+
+def _starts(items, multiline: bool) -> set:
+    """What every match of the sequence ``items`` begins with: a set of strings and the mark
+    above ("" among them: nothing known). The fixed strings it opens with, then what its first
+    other item opens with (an optional item: that, or what the items after it open with)."""
+    P = _sre_parse
+    prefix: set = {""}
+    for i, (op, av) in enumerate(items):
+        if op is P.AT:
+            if prefix == {""} and (av is P.AT_BEGINNING_STRING or av is P.AT_BEGINNING and not multiline):
+                return {_TEXT_START}
+            continue  # \b, $...: nothing consumed
+        if op in (P.ASSERT, P.ASSERT_NOT):
+            continue
+        if op is P.LITERAL or op is P.IN:
+            strings, _ = _node(op, av)
+            if strings is not None and len(prefix) * len(strings) <= _MAX_STRINGS:
+                prefix = _then(prefix, set(strings))
+                continue
+            return prefix
+        if op is P.SUBPATTERN:
+            heads = _starts(av[3], multiline) if not av[1] & re.IGNORECASE else {""}
+        elif op is getattr(P, "ATOMIC_GROUP", None):
+            heads = _starts(av, multiline)
+        elif op is P.BRANCH:
+            heads = set().union(*(_starts(sub, multiline) for sub in av[1]))
+        elif op in (P.MAX_REPEAT, P.MIN_REPEAT, getattr(P, "POSSESSIVE_REPEAT", P.MAX_REPEAT)):
+            heads = _starts(av[2], multiline) if av[1] > 0 else {""}
+            if av[0] == 0:  # may match nothing: then the match opens with what follows
+                heads |= _starts(items[i + 1:], multiline)
+        else:
+            heads = {""}
+        if len(prefix) * len(heads) > _MAX_STRINGS:
+            return prefix
+        return _then(prefix, heads)
+    return prefix
+
+
+def _match_starts(heads: set) -> frozenset | None:
+    """``heads`` from ``_starts`` without the strings that begin with another (None when "" is
+    among them: nothing known)."""
+    if "" in heads:
+        return None
+    kept: list = [h for h in heads if not isinstance(h, str)]
+    for h in sorted((h for h in heads if isinstance(h, str)), key=len):
+        if not any(isinstance(k, str) and h.startswith(k) for k in kept):
+            kept.append(h)
+    return frozenset(kept)
+
+
+def _top_level_alternatives(source: str) -> list[str]:
+    """``source`` cut at each "|" outside groups and character sets (escapes skipped)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(source):
+        char = source[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            i += 1
+            if source[i:i + 1] == "^":
+                i += 1
+            if source[i:i + 1] == "]":
+                i += 1
+            while source[i] != "]":
+                i += 2 if source[i] == "\\" else 1
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(source[start:i])
+            start = i + 1
+        i += 1
+    return parts + [source[start:]]
+
+
+def _selectivity(formula: tuple | None) -> int:
+    """How rare a formula's strings are, roughly (longer is rarer): the order "and" tries them."""
+    if formula is None:
+        return 0
+    if formula[0] == "any":
+        return min(len(s) for s in formula[1])
+    scores = [_selectivity(f) for f in formula[1]]
+    return min(scores) if formula[0] == "or" else max(scores)
+
+
+# Letters from the rarest in English prose to the most common; a string is looked up only when
+# its rarest character (non-ASCII first) is in the text: one character costs a fraction of a string.
+_LETTERS_BY_RARITY = "zqjxkvbpgwyfmculdhrsnioate"
+
+
+def _rarity(char: str) -> int:
+    if not char.isascii():
+        return 0
+    if char.isalpha():
+        return 10 + _LETTERS_BY_RARITY.index(char.lower())
+    return 60 if char in " ,.'\n" else 5
+
+
+_PROBES: dict[str, str] = {}  # a non-ASCII string of the formulas -> its rarest character
+_UNSPACED: set[str] = set()  # the strings of the formulas without white space
+
+
+def _cover(strings: tuple[str, ...]) -> tuple | None:
+    """For many strings that share a character, that character (its rarest): an "any" to look up
+    first, as when it is absent, none of ``strings`` occurs."""
+    if len(strings) <= _COVER_ABOVE:
+        return None
+    common = set(strings[0]).intersection(*strings[1:])
+    return ("any", (min(common, key=_rarity),)) if common else None
+
+
+def _ordered(formula: tuple | None) -> tuple | None:
+    """The formula as ``_holds`` reads it: "and" tries its rarest parts first (and each string's
+    rarest character is noted in ``_PROBES``)."""
+    if formula is None:
+        return None
+    if formula[0] == "any":
+        for s in formula[1]:
+            if len(s) > 1 and not s.isascii():
+                _PROBES[s] = min(s, key=_rarity)
+            if not any(c.isspace() for c in s):
+                _UNSPACED.add(s)
+        cover = _cover(formula[1])
+        return formula if cover is None else ("and", (_ordered(cover), formula))
+    parts = sorted(formula[1], key=_selectivity, reverse=True) if formula[0] == "and" else formula[1]
+    return (formula[0], tuple(_ordered(f) for f in parts))
+
+
+class _Lookups(dict):
+    """Whether each string looked up occurs in ``text`` (``lookups[s]``), found once per text.
+
+    A string without white space is looked for in the text's distinct words (split at white
+    space, joined by a space): it occurs in the text exactly when it occurs in one of its words,
+    and a text repeats its words. A non-ASCII string whose rarest character is absent is absent."""
+
+    __slots__ = ("text", "_vocabulary")
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self._vocabulary: str | None = None
+
+    def __missing__(self, s: str) -> bool:
+        probe = _PROBES.get(s)
+        if probe is not None and not self[probe]:
+            found = False
+        elif s in _UNSPACED:
+            if self._vocabulary is None:
+                self._vocabulary = " ".join(set(self.text.split()))
+            found = s in self._vocabulary
+        else:
+            found = s in self.text
+        self[s] = found
+        return found
+
+
+def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
+    """Whether the text of ``lookups`` satisfies ``formula``."""
+    if formula is None:
+        return True
+    op, parts = formula
+    if op == "any":
+        return any(map(lookups.__getitem__, parts))
+    if op == "and":
+        return all(_holds(f, lookups) for f in parts)
+    return any(_holds(f, lookups) for f in parts)
+
+
+def _starting_points(text: str, heads: frozenset, lookups: _Lookups) -> list[int] | None:
+    """Where in ``text`` a match that begins with one of ``heads`` can begin, in order (None past
+    ``_MAX_STARTS``: a search is cheaper)."""
+    points: list[int] = []
+    find = text.find
+    for head in heads:
+        if head is _TEXT_START:
+            points.append(0)
+            continue
+        if not lookups[head]:
+            continue
+        at = find(head)
+        while at >= 0:
+            points.append(at)
+            if len(points) > _MAX_STARTS:
+                return None
+            at = find(head, at + 1)
+    return sorted(set(points))
+
+
+class _Scan:
+    """One pattern, as its top-level alternatives, each with the formula its matches satisfy and
+    the strings one of which each of its matches begins with.
+
+    ``search`` runs no alternative whose formula the text fails; an alternative whose matches
+    begin with one of a few strings found in the text is tried at those places only
+    (``Pattern.match(text, at)``: a match there sees the text before ``at``, so ``\b``, ``^``
+    and lookbehinds read as in a search, and a search finds a match exactly when one of those
+    places starts one); the other alternatives left run as one pattern."""
+
+    __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "heads", "_compiled", "_runs")
+
+    def __init__(self, kind: str, pattern: re.Pattern[str], *, split: bool = True) -> None:
+        self.kind, self.pattern = kind, pattern
+        self.hints = _hints_for(pattern)  # the hand-written hints (``_hint``), checked first
+        _UNSPACED.update(h for h in self.hints or () if not any(c.isspace() for c in h))
+        parts = [pattern.pattern]
+        if split and not pattern.flags & re.VERBOSE:
+            parts = _top_level_alternatives(pattern.pattern)
+        try:
+            read = [_read(part, pattern.flags) for part in parts]
+        except Exception:  # noqa: BLE001 - not cut where it should be: keep it whole
+            read = None
+        # A group keeps its number (for a backreference) in any union of alternatives only when
+        # one alternative has all the groups
+        if read is None or sum(g for _, _, g in read) != pattern.groups or sum(bool(g) for _, _, g in read) > 1:
+            parts = [pattern.pattern]
+            try:
+                read = [_read(pattern.pattern, pattern.flags)]
+            except Exception:  # noqa: BLE001
+                read = [(None, None, pattern.groups)]
+        self.parts = tuple(parts)
+        self.formulas = tuple(_ordered(formula) for formula, _, _ in read)
+        self.heads = tuple(heads for _, heads, _ in read)
+        self._compiled: list[re.Pattern[str] | None] = [pattern] if len(parts) == 1 else [None] * len(parts)
+        self._runs: dict[tuple[int, ...], re.Pattern[str]] = {}
+
+    def compiled(self, i: int) -> re.Pattern[str]:
+        """Alternative ``i`` alone (compiled when first needed)."""
+        alone = self._compiled[i]
+        if alone is None:
+            alone = self._compiled[i] = re.compile(self.parts[i], self.pattern.flags)
+        return alone
+
+    def _union(self, alive: tuple[int, ...]) -> re.Pattern[str]:
+        """The alternatives ``alive`` as one pattern."""
+        if len(alive) == len(self.parts):
+            return self.pattern
+        if len(alive) == 1:
+            return self.compiled(alive[0])
+        run = self._runs.get(alive)
+        if run is None:
+            if len(self._runs) >= _MAX_RUNS:  # a bounded cache: past it, the whole pattern
+                return self.pattern
+            run = self._runs[alive] = re.compile("|".join(self.parts[i] for i in alive), self.pattern.flags)
+        return run
+
+    def to_run(self, lookups: _Lookups) -> re.Pattern[str] | None:
+        """The alternatives of the pattern that can match the text, as one pattern (None: none can)."""
+        if self.hints is not None and not any(map(lookups.__getitem__, self.hints)):
+            return None
+        alive = tuple(i for i, f in enumerate(self.formulas) if _holds(f, lookups))
+        return self._union(alive) if alive else None
+
+    def search(self, lookups: _Lookups) -> bool:
+        """Whether the pattern matches somewhere in the text of ``lookups``."""
+        text = lookups.text
+        if self.hints is not None and not any(map(lookups.__getitem__, self.hints)):
+            return False
+        rest = []
+        for i, formula in enumerate(self.formulas):
+            if not _holds(formula, lookups):
+                continue
+            heads = self.heads[i]
+            points = None if heads is None else _starting_points(text, heads, lookups)
+            if points is None:
+                rest.append(i)
+            elif points:
+                match = self.compiled(i).match
+                if any(match(text, at) for at in points):
+                    return True
+        return bool(rest) and self._union(tuple(rest)).search(text) is not None
+
+
+# imperative_yes looks at where each match starts, so it stays whole (its alternatives would find others)
+_LATIN_SCANS = tuple(_Scan(kind, pattern, split=kind != "imperative_yes") for kind, pattern in _LATIN)
+_OVERRIDE_SCANS = tuple(scan for scan in _LATIN_SCANS if scan.kind == "instruction_override")
+_OTHER_SCANS = tuple(_Scan(kind, pattern) for kind, pattern in _OTHER)
+for _hints in _OTHER_HINTS:
+    _UNSPACED.update(h for h in _hints if not any(c.isspace() for c in h))
+
+
+def _other_scans_to_run(lookups: _Lookups) -> list[_Scan]:
+    """``_other_patterns_to_run`` with the hint words looked up in ``lookups`` (of the plain view)."""
+    plain = lookups.text
+    if not plain.isascii() and not _OTHER_SCRIPT_CHARS.isdisjoint(plain):
+        return list(_OTHER_SCANS)
+    return [scan for scan, hints in zip(_OTHER_SCANS, _OTHER_HINTS) if any(map(lookups.__getitem__, hints))]
+
+
+def _imperative_yes_scan(scan: _Scan, lookups: _Lookups) -> bool:
+    """``_imperative_yes`` on the text of ``lookups``: the matches ``finditer`` yields, found at
+    the places they can begin (at each, the first match there; the next from its end on)."""
+    pattern = scan.to_run(lookups)
+    if pattern is None:
+        return False
+    text = lookups.text
+    heads = scan.heads[0] if len(scan.parts) == 1 else None
+    points = None if heads is None else _starting_points(text, heads, lookups)
+    if points is None:
+        return _imperative_yes(pattern, text, False)
+    end = 0
+    for at in points:
+        if at < end:
+            continue
+        match = pattern.match(text, at)
+        if match is None:
+            continue
+        if match.end() == at:  # an empty match: finditer's next step differs, so let it run
+            return _imperative_yes(pattern, text, False)
+        if at == 0 or _IMPERATIVE_BEFORE.search(text, max(0, at - 16), at):
+            return True
+        end = match.end()
+    return False
+
+
 # -- plain-text chat turns --------------------------------------------------------------------------
 _ROLE_LINE = re.compile(
     r"^\W{0,4}(user|human|assistant|ai|system|developer|model|gpt|chatgpt|bot|grader|judge|evaluator|q|question|a|"
@@ -444,11 +943,15 @@ def _may_have_padding(text: str) -> bool:
     A match of the first branch, unit length p <= 8 repeated r + 1 >= 64 times from s, has
     text[i] == text[i + p] for every i in [s, s + 63p), an interval of at least 63 characters.
     It holds a multiple k of 32 with k + 32 <= s + 63, so text[k:k+32] == text[k+p:k+p+32] there.
-    Checking that at every multiple of 32 and every p (a few hundred slice compares in C) rules
-    the branch out for ordinary text; the second branch is a run of 200 blanks, searched for."""
+    That is checked at every multiple of 32 where the first 8 of those characters recur 1-8
+    characters on (one ``str.find`` in C, which every such k passes), for every p; the second
+    branch is a run of 200 blanks, searched for."""
     if len(text) < 64:  # the shortest match of either branch is 64 characters
         return False
+    find = text.find
     for k in range(0, len(text) - _SAMPLE, _SAMPLE):
+        if find(text[k:k + _PADDING_PERIOD], k + 1, k + 2 * _PADDING_PERIOD) < 0:
+            continue
         window = text[k:k + _SAMPLE + _PADDING_PERIOD]
         head = window[:_SAMPLE]
         for p in range(1, _PADDING_PERIOD + 1):
@@ -519,28 +1022,66 @@ def _imperative_yes(pattern: re.Pattern[str], text: str, use_hints: bool) -> boo
 
 def detect_injection(text: str, *, use_hints: bool = True) -> list[str]:
     """The kinds of reward-hacking attempt found in a rollout, in ``KINDS`` order ([] when none).
-    ``use_hints=False`` runs every pattern (the tests check that the hints never hide a match)."""
+    ``use_hints=False`` runs every pattern in full on every view, without a prefilter or a
+    shortcut (the tests check that these never change a result).
+
+    The shortcuts, each exact: the patterns of a kind already found are not run; a pattern runs
+    only with those of its alternatives whose required strings the view holds (``_Scan``); a
+    check of the plain view is skipped when it is the folded view (a pure ASCII text), and so are
+    the override patterns on the words view when that is the folded view."""
+    if not use_hints:
+        return _detect_in_full(text)
     views = Normalized(text)
+    folded, plain = views.folded, views.plain
+    same = plain is folded or plain == folded
+    found: set[str] = set()
+    if _degenerate(folded) or (not same and _degenerate(plain)):
+        found.add("degenerate")
+    lookups = _Lookups(folded)
+    for scan in _LATIN_SCANS:
+        kind = scan.kind
+        if kind == "imperative_yes":
+            if "verdict_forgery" not in found and _imperative_yes_scan(scan, lookups):
+                found.add("verdict_forgery")
+        elif kind not in found and scan.search(lookups):
+            found.add(kind)
+    if "instruction_override" not in found:
+        words = views.words
+        if words != folded:
+            in_words = _Lookups(words)
+            if any(scan.search(in_words) for scan in _OVERRIDE_SCANS):
+                found.add("instruction_override")
+    in_plain = lookups if same else _Lookups(plain)
+    for scan in _other_scans_to_run(in_plain):
+        if scan.kind not in found and scan.search(in_plain):
+            found.add(scan.kind)
+    if "role_forgery" not in found and (_role_forgery(folded) or (not same and _role_forgery(plain))):
+        found.add("role_forgery")
+    if "padding_tail" not in found and _padding_tail(views.original, True):
+        found.add("padding_tail")
+    return [kind for kind in KINDS if kind in found]
+
+
+def _detect_in_full(text: str) -> list[str]:
+    """``detect_injection`` the long way: every pattern on every view, nothing skipped (the reference)."""
+    views = Normalized(text, fast=False)
     found: set[str] = set()
     if _degenerate(views.folded) or _degenerate(views.plain):
         found.add("degenerate")
-    folded = views.folded
     for kind, pattern in _LATIN:
         if kind == "imperative_yes":
-            if "verdict_forgery" not in found and _imperative_yes(pattern, folded, use_hints):
+            if _imperative_yes(pattern, views.folded, False):
                 found.add("verdict_forgery")
-        elif kind not in found and _may_match(pattern, folded, use_hints) and pattern.search(folded):
+        elif pattern.search(views.folded):
             found.add(kind)
-    if "instruction_override" not in found and any(
-        _may_match(p, views.words, use_hints) and p.search(views.words) for k, p in _LATIN if k == "instruction_override"
-    ):
+    if any(p.search(views.words) for k, p in _LATIN if k == "instruction_override"):
         found.add("instruction_override")
-    for kind, pattern in _other_patterns_to_run(views.plain, use_hints):
-        if kind not in found and pattern.search(views.plain):
+    for kind, pattern in _OTHER:
+        if pattern.search(views.plain):
             found.add(kind)
-    if "role_forgery" not in found and (_role_forgery(views.folded) or _role_forgery(views.plain)):
+    if _role_forgery(views.folded) or _role_forgery(views.plain):
         found.add("role_forgery")
-    if "padding_tail" not in found and _padding_tail(views.original, use_hints):
+    if _padding_tail(views.original, False):
         found.add("padding_tail")
     return [kind for kind in KINDS if kind in found]
 
