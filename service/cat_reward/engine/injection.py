@@ -414,6 +414,7 @@ def _other_patterns_to_run(plain: str, use_hints: bool) -> list[tuple[str, re.Pa
 _MAX_STRINGS = 64  # the largest set of fixed strings followed through a concatenation
 _MAX_RUNS = 64  # the unions of alternatives compiled per pattern
 _MAX_STARTS = 32  # the places an alternative is tried at, at most (past them, it searches)
+_MAX_SPLIT = 16  # the alternatives a leading group is split into, at most
 _COVER_ABOVE = 6  # an "any" of more strings is looked up through a character they share first (_cover)
 
 try:
@@ -524,42 +525,62 @@ def _node(op, av) -> tuple[frozenset[str] | None, tuple | None]:
     return None, None  # ANY, NOT_LITERAL, GROUPREF, ...: nothing known
 
 
-def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, int]:
+def _skips_ahead(items) -> bool:
+    """Whether the regex engine's search skips ahead to the places a match of ``items`` can begin
+    by itself: it does when the regex opens with a character, a set of characters, or a choice of
+    strings (what ``re._compiler`` makes a literal or charset prefix of); then the search is as
+    fast as trying those places from here."""
+    P = _sre_parse
+    while items and items[0][0] is P.SUBPATTERN:
+        items = items[0][1][3]
+    if not items:
+        return False
+    op, av = items[0]
+    if op is P.BRANCH:
+        return all(sub and sub[0][0] is P.LITERAL for sub in av[1])
+    return op is P.LITERAL or op is P.IN
+
+
+def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, bool, int]:
     """What every match of the regex ``source`` (compiled with ``flags``) holds: the formula of
-    strings it contains and what it begins with (``_match_starts``; None for either: not known),
-    and its number of groups. Raises re.error for a malformed ``source``."""
+    strings it contains, what it begins with (``_match_starts``; None for either: not known),
+    whether its matches begin at a word boundary (it opens with ``\b``), and the regex's number
+    of groups. Raises re.error for a malformed ``source``."""
     parsed = _sre_parse.parse(source, flags)
     groups = parsed.state.groups - 1
     try:
         if (flags | parsed.state.flags) & (re.IGNORECASE | re.VERBOSE):
-            return None, None, groups
-        heads = _starts(parsed.data, bool(parsed.state.flags & re.MULTILINE))
-        return _sequence(parsed.data)[1], _match_starts(heads), groups
+            return None, None, False, groups
+        heads = None
+        if not _skips_ahead(parsed.data):
+            heads = _match_starts(_starts(parsed.data, bool(parsed.state.flags & re.MULTILINE)))
+        at_boundary = bool(parsed.data) and parsed.data[0] == (_sre_parse.AT, _sre_parse.AT_BOUNDARY)
+        return _sequence(parsed.data)[1], heads, at_boundary, groups
     except Exception:  # noqa: BLE001 - an unknown parser: no prefilter, the pattern always runs
-        return None, None, groups
+        return None, None, False, groups
 
 
 # Where a match can begin besides at a string: at the start of the text (``\A``, or ``^`` without
-# re.MULTILINE; with it, a search tries the starts of lines only and is fast as it is).
-_TEXT_START = object()
+# re.MULTILINE), at the start of a line (``^`` with it).
+_TEXT_START, _LINE_START = object(), object()
 
 
 def _then(prefix: set, heads: set) -> set:
-    """Each of ``prefix`` followed by each of ``heads`` (the start-of-text mark after a string:
-    just the string)."""
+    """Each of ``prefix`` followed by each of ``heads`` (a start-of-text or -line mark after a
+    string: just the string)."""
     return {a + b if isinstance(b, str) else (b if a == "" else a) for a in prefix for b in heads}
 
 
 def _starts(items, multiline: bool) -> set:
-    """What every match of the sequence ``items`` begins with: a set of strings and the mark
+    """What every match of the sequence ``items`` begins with: a set of strings and the marks
     above ("" among them: nothing known). The fixed strings it opens with, then what its first
     other item opens with (an optional item: that, or what the items after it open with)."""
     P = _sre_parse
     prefix: set = {""}
     for i, (op, av) in enumerate(items):
         if op is P.AT:
-            if prefix == {""} and (av is P.AT_BEGINNING_STRING or av is P.AT_BEGINNING and not multiline):
-                return {_TEXT_START}
+            if prefix == {""} and (av is P.AT_BEGINNING_STRING or av is P.AT_BEGINNING):
+                return {_LINE_START if av is P.AT_BEGINNING and multiline else _TEXT_START}
             continue  # \b, $...: nothing consumed
         if op in (P.ASSERT, P.ASSERT_NOT):
             continue
@@ -589,8 +610,9 @@ def _starts(items, multiline: bool) -> set:
 
 def _match_starts(heads: set) -> frozenset | None:
     """``heads`` from ``_starts`` without the strings that begin with another (None when "" is
-    among them: nothing known)."""
-    if "" in heads:
+    among them: nothing known, or when every match begins a line: a search tries those places
+    only and is as fast)."""
+    if "" in heads or heads == {_LINE_START}:
         return None
     kept: list = [h for h in heads if not isinstance(h, str)]
     for h in sorted((h for h in heads if isinstance(h, str)), key=len):
@@ -599,9 +621,10 @@ def _match_starts(heads: set) -> frozenset | None:
     return frozenset(kept)
 
 
-def _top_level_alternatives(source: str) -> list[str]:
-    """``source`` cut at each "|" outside groups and character sets (escapes skipped)."""
-    parts, depth, start, i = [], 0, 0, 0
+def _cuts(source: str) -> tuple[list[int], int | None]:
+    """Where ``source`` has a "|" outside groups and character sets (escapes skipped), and where
+    the group it opens with, if it does, closes."""
+    cuts, depth, i, first_close = [], 0, 0, None
     while i < len(source):
         char = source[i]
         if char == "\\":
@@ -619,11 +642,35 @@ def _top_level_alternatives(source: str) -> list[str]:
             depth += 1
         elif char == ")":
             depth -= 1
+            if depth == 0 and first_close is None and source.startswith("("):
+                first_close = i
         elif char == "|" and depth == 0:
-            parts.append(source[start:i])
-            start = i + 1
+            cuts.append(i)
         i += 1
-    return parts + [source[start:]]
+    return cuts, first_close
+
+
+def _split_at(source: str, cuts: list[int]) -> list[str]:
+    return [source[a + 1:b] for a, b in zip([-1] + cuts, cuts + [len(source)])]
+
+
+def _top_level_alternatives(source: str) -> list[str]:
+    """``source`` cut at each "|" outside groups and character sets; an alternative that opens
+    with a non-capturing group of alternatives (not repeated) that a search cannot skip ahead
+    to (``_skips_ahead``) becomes one alternative per alternative of the group: (?:a|b)c matches
+    where ac or bc does, and a search can skip ahead to those that open with a character."""
+    out = []
+    for part in _split_at(source, _cuts(source)[0]):
+        close = _cuts(part)[1] if part.startswith("(?:") else None
+        if (close is not None and part[close + 1:close + 2] not in ("*", "+", "?", "{")
+                and not _skips_ahead(_sre_parse.parse(part).data)):
+            inside, rest = part[3:close], part[close + 1:]
+            cuts = _cuts(inside)[0]
+            if cuts and len(cuts) < _MAX_SPLIT:
+                out += _top_level_alternatives("|".join(alt + rest for alt in _split_at(inside, cuts)))
+                continue
+        out.append(part)
+    return out
 
 
 def _selectivity(formula: tuple | None) -> int:
@@ -719,22 +766,35 @@ def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
     return any(_holds(f, lookups) for f in parts)
 
 
-def _starting_points(text: str, heads: frozenset, lookups: _Lookups) -> list[int] | None:
-    """Where in ``text`` a match that begins with one of ``heads`` can begin, in order (None past
-    ``_MAX_STARTS``: a search is cheaper)."""
+def _is_word(char: str) -> bool:
+    return char.isalnum() or char == "_"  # \w of a str pattern
+
+
+def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary: bool) -> list[int] | None:
+    """Where in ``text`` a match that begins with one of ``heads`` (and, with ``at_boundary``, at
+    a word boundary as ``\b`` reads it: a word character on one side only) can begin, in order
+    (None past ``_MAX_STARTS``: a search is cheaper)."""
     points: list[int] = []
     find = text.find
     for head in heads:
-        if head is _TEXT_START:
+        if head is _TEXT_START or head is _LINE_START:
             points.append(0)
-            continue
-        if not lookups[head]:
+            if head is _TEXT_START:
+                continue
+            head, after = "\n", 1  # a line starts after each newline
+        elif lookups[head]:
+            after = 0
+        else:
             continue
         at = find(head)
         while at >= 0:
-            points.append(at)
-            if len(points) > _MAX_STARTS:
-                return None
+            start = at + after
+            if not at_boundary or (start > 0 and _is_word(text[start - 1])) != (
+                start < len(text) and _is_word(text[start])
+            ):
+                points.append(start)
+                if len(points) > _MAX_STARTS:
+                    return None
             at = find(head, at + 1)
     return sorted(set(points))
 
@@ -743,13 +803,13 @@ class _Scan:
     """One pattern, as its top-level alternatives, each with the formula its matches satisfy and
     the strings one of which each of its matches begins with.
 
-    ``search`` runs no alternative whose formula the text fails; an alternative whose matches
-    begin with one of a few strings found in the text is tried at those places only
-    (``Pattern.match(text, at)``: a match there sees the text before ``at``, so ``\b``, ``^``
-    and lookbehinds read as in a search, and a search finds a match exactly when one of those
-    places starts one); the other alternatives left run as one pattern."""
+    ``search`` runs no alternative whose formula the text fails. Of the others, one whose matches
+    begin with one of a few strings found in the text (at a word boundary, for one that opens
+    with ``\b``) is tried at those places only (``Pattern.match(text, at)``: a match there sees
+    the text before ``at``, so ``\b``, ``^`` and lookbehinds read as in a search, and a search
+    finds a match exactly when one of those places starts one); the rest run as one pattern."""
 
-    __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "heads", "_compiled", "_runs")
+    __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "heads", "at_boundary", "_compiled", "_runs")
 
     def __init__(self, kind: str, pattern: re.Pattern[str], *, split: bool = True) -> None:
         self.kind, self.pattern = kind, pattern
@@ -764,15 +824,16 @@ class _Scan:
             read = None
         # A group keeps its number (for a backreference) in any union of alternatives only when
         # one alternative has all the groups
-        if read is None or sum(g for _, _, g in read) != pattern.groups or sum(bool(g) for _, _, g in read) > 1:
+        if read is None or sum(r[3] for r in read) != pattern.groups or sum(bool(r[3]) for r in read) > 1:
             parts = [pattern.pattern]
             try:
                 read = [_read(pattern.pattern, pattern.flags)]
             except Exception:  # noqa: BLE001
-                read = [(None, None, pattern.groups)]
+                read = [(None, None, False, pattern.groups)]
         self.parts = tuple(parts)
-        self.formulas = tuple(_ordered(formula) for formula, _, _ in read)
-        self.heads = tuple(heads for _, heads, _ in read)
+        self.formulas = tuple(_ordered(r[0]) for r in read)
+        self.heads = tuple(r[1] for r in read)
+        self.at_boundary = tuple(r[2] for r in read)
         self._compiled: list[re.Pattern[str] | None] = [pattern] if len(parts) == 1 else [None] * len(parts)
         self._runs: dict[tuple[int, ...], re.Pattern[str]] = {}
 
@@ -813,7 +874,7 @@ class _Scan:
             if not _holds(formula, lookups):
                 continue
             heads = self.heads[i]
-            points = None if heads is None else _starting_points(text, heads, lookups)
+            points = None if heads is None else _starting_points(text, heads, lookups, self.at_boundary[i])
             if points is None:
                 rest.append(i)
             elif points:
@@ -847,7 +908,7 @@ def _imperative_yes_scan(scan: _Scan, lookups: _Lookups) -> bool:
         return False
     text = lookups.text
     heads = scan.heads[0] if len(scan.parts) == 1 else None
-    points = None if heads is None else _starting_points(text, heads, lookups)
+    points = None if heads is None else _starting_points(text, heads, lookups, scan.at_boundary[0])
     if points is None:
         return _imperative_yes(pattern, text, False)
     end = 0
