@@ -71,6 +71,11 @@ _SPACE_RUNS = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
 # and without two spaces in a row is left as it is by _SPACES; one whose newlines also stand
 # alone (no space or newline next to one), by _NEWLINES.
 _ASCII_BLANKS_BUT_SPACE = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_NON_ASCII_RUNS = re.compile(r"[^\x00-\x7f]+")
+# ASCII bytes: those _NON_WORDS's first branch matches (not \w, not a newline or an apostrophe) -> a space
+_ASCII_NON_WORD_TO_SPACE = bytes(
+    c if chr(c).isalnum() or chr(c) in "_\n'" else ord(" ") for c in range(256)
+)
 _NON_WORD_RUNS = re.compile(r"[^\w\n' ][^\w\n']*| [^\w\n']+|_+")
 _COMMENTS = re.compile(r"<!--(.{0,4000}?)-->|^\s*\[[^\]\n]{0,40}\]:\s*#\s*[(\"'<](.{0,2000}?)[)\"'>]\s*$|/\*(.{0,4000}?)\*/", re.DOTALL | re.MULTILINE)
 
@@ -131,7 +136,8 @@ class Normalized:
         self.original = text
         ascii_only = fast and text.isascii()
         if not ascii_only:
-            text = unicodedata.normalize("NFKC", text)
+            if not fast or not unicodedata.is_normalized("NFKC", text):
+                text = unicodedata.normalize("NFKC", text)
             text = _INVISIBLE.sub("", text)
         if not fast or "<!--" in text or "/*" in text or "]:" in text:
             comments = [next(g for g in m.groups() if g is not None) for m in _COMMENTS.finditer(text)]
@@ -147,7 +153,13 @@ class Normalized:
         else:
             text = _NEWLINES.sub("\n", _SPACES.sub(" ", text.lower())).strip()
         self.plain = text
-        self.folded = text if ascii_only else text.translate(confusables_table()).lower()
+        if ascii_only:
+            self.folded = text
+        elif fast:  # the table maps non-ASCII characters only: translate the runs of them
+            table = confusables_table()
+            self.folded = _NON_ASCII_RUNS.sub(lambda run: run.group().translate(table), text).lower()
+        else:
+            self.folded = text.translate(confusables_table()).lower()
         self._words = None if fast else _NON_WORDS.sub(" ", self.folded)
 
     @property
@@ -157,6 +169,13 @@ class Normalized:
             folded = self.folded
             if "  " not in folded and folded.replace(" ", "").replace("\n", "").replace("'", "").isalnum():
                 self._words = folded  # only words, apostrophes and single blanks: _NON_WORDS.sub is the identity
+            elif folded.isascii() and "_" not in folded:
+                # each character of a run _NON_WORDS replaces made a space, then each run of
+                # spaces (one such run: spaces come from those characters only) made one
+                words = folded.encode("ascii").translate(_ASCII_NON_WORD_TO_SPACE).decode("ascii")
+                while "  " in words:
+                    words = words.replace("  ", " ")
+                self._words = words
             else:
                 self._words = _NON_WORD_RUNS.sub(" ", folded)
         return self._words
@@ -541,23 +560,77 @@ def _skips_ahead(items) -> bool:
     return op is P.LITERAL or op is P.IN
 
 
-def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, bool, int]:
+def _looks_before(items) -> bool:
+    """Whether a regex reads the text before where it is tried: a lookbehind, a start-of-text
+    anchor (or a conditional group, not followed)."""
+    P = _sre_parse
+    for op, av in items:
+        if op in (P.ASSERT, P.ASSERT_NOT):
+            if av[0] < 0 or _looks_before(av[1]):
+                return True
+        elif op is P.AT:
+            if av is P.AT_BEGINNING_STRING:
+                return True
+        elif op is P.SUBPATTERN:
+            if _looks_before(av[3]):
+                return True
+        elif op is P.BRANCH:
+            if any(_looks_before(sub) for sub in av[1]):
+                return True
+        elif op in (P.MAX_REPEAT, P.MIN_REPEAT, getattr(P, "POSSESSIVE_REPEAT", P.MAX_REPEAT)):
+            if _looks_before(av[2]):
+                return True
+        elif op is getattr(P, "ATOMIC_GROUP", None):
+            if _looks_before(av):
+                return True
+        elif op not in (P.LITERAL, P.NOT_LITERAL, P.IN, P.ANY, P.GROUPREF):
+            return True
+    return False
+
+
+def _opens_without_letters(items) -> bool:
+    """Whether a regex opens with a character, or a set of them, that is no letter (a search
+    skips ahead to those in C, and in prose they are few)."""
+    P = _sre_parse
+    while items and items[0][0] is P.SUBPATTERN:
+        items = items[0][1][3]
+    if not items:
+        return False
+    op, av = items[0]
+    if op is P.LITERAL:
+        return not chr(av).isalpha()
+    if op is P.IN:
+        return all((o is P.LITERAL and not chr(v).isalpha()) or (o is P.CATEGORY and v is P.CATEGORY_DIGIT)
+                   for o, v in av)
+    return False
+
+
+def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, bool, tuple | None, int]:
     """What every match of the regex ``source`` (compiled with ``flags``) holds: the formula of
     strings it contains, what it begins with (``_match_starts``; None for either: not known),
-    whether its matches begin at a word boundary (it opens with ``\b``), and the regex's number
-    of groups. Raises re.error for a malformed ``source``."""
-    parsed = _sre_parse.parse(source, flags)
+    whether its matches begin at a word boundary (it opens with ``\b``), a faster way to search
+    for it (``_Scan``; None), and the regex's number of groups. Raises re.error for a malformed
+    ``source``."""
+    P = _sre_parse
+    parsed = P.parse(source, flags)
     groups = parsed.state.groups - 1
     try:
         if (flags | parsed.state.flags) & (re.IGNORECASE | re.VERBOSE):
-            return None, None, False, groups
+            return None, None, False, None, groups
         heads = None
         if not _skips_ahead(parsed.data):
             heads = _match_starts(_starts(parsed.data, bool(parsed.state.flags & re.MULTILINE)))
-        at_boundary = bool(parsed.data) and parsed.data[0] == (_sre_parse.AT, _sre_parse.AT_BOUNDARY)
-        return _sequence(parsed.data)[1], heads, at_boundary, groups
+        first = parsed.data[0] if parsed.data else None
+        at_boundary = first == (P.AT, P.AT_BOUNDARY)
+        shortcut = None
+        if (first == (P.AT, P.AT_BEGINNING) and parsed.state.flags & re.MULTILINE and source.startswith("^")
+                and not _looks_before(parsed.data[1:])):
+            shortcut = ("line", "\n" + source[1:])
+        elif at_boundary and source.startswith("\\b") and _opens_without_letters(parsed.data[1:]):
+            shortcut = ("boundary", source[2:])
+        return _sequence(parsed.data)[1], heads, at_boundary, shortcut, groups
     except Exception:  # noqa: BLE001 - an unknown parser: no prefilter, the pattern always runs
-        return None, None, False, groups
+        return None, None, False, None, groups
 
 
 # Where a match can begin besides at a string: at the start of the text (``\A``, or ``^`` without
@@ -726,6 +799,23 @@ def _ordered(formula: tuple | None) -> tuple | None:
     return (formula[0], tuple(_ordered(f) for f in parts))
 
 
+def _ascii_only(formula: tuple | None) -> tuple | None:
+    """``formula`` for an ASCII text: without the strings that are not ASCII (absent from it); an
+    "any" left with none is false."""
+    if formula is None:
+        return None
+    if formula[0] == "any":
+        return ("any", tuple(s for s in formula[1] if s.isascii()))
+    parts = tuple(_ascii_only(f) for f in formula[1])
+    if formula[0] == "and":
+        return _NEVER if _NEVER in parts else ("and", parts)
+    parts = tuple(f for f in parts if f != _NEVER)
+    return ("or", parts) if parts else _NEVER
+
+
+_NEVER = ("any", ())  # a formula no text satisfies
+
+
 class _Lookups(dict):
     """Whether each string looked up occurs in ``text`` (``lookups[s]``), found once per text.
 
@@ -733,16 +823,28 @@ class _Lookups(dict):
     space, joined by a space): it occurs in the text exactly when it occurs in one of its words,
     and a text repeats its words. A non-ASCII string whose rarest character is absent is absent."""
 
-    __slots__ = ("text", "_vocabulary")
+    __slots__ = ("text", "ascii", "_vocabulary", "_chars", "_after_newline")
 
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+        self.ascii = text.isascii()  # then the formulas without non-ASCII strings (``_ascii_only``) are read
         self._vocabulary: str | None = None
+        self._chars: set[str] | None = None
+        self._after_newline: str | None = None
+
+    @property
+    def after_newline(self) -> str:
+        """The text after a newline (for the "line" shortcut of ``_Scan``)."""
+        if self._after_newline is None:
+            self._after_newline = "\n" + self.text
+        return self._after_newline
 
     def __missing__(self, s: str) -> bool:
         probe = _PROBES.get(s)
-        if probe is not None and not self[probe]:
+        if probe is not None and self._chars is None:
+            self._chars = set(self.text)
+        if probe is not None and probe not in self._chars:
             found = False
         elif s in _UNSPACED:
             if self._vocabulary is None:
@@ -768,6 +870,19 @@ def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
 
 def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"  # \w of a str pattern
+
+
+def _search_at_boundary(bare: re.Pattern[str], text: str, pos: int) -> re.Match[str] | None:
+    """The first match from ``pos`` on of ``\b`` followed by ``bare``: the first match of ``bare``
+    that begins at a word boundary (as ``\b`` reads it: a word character on one side only), which
+    is that match (``\b`` takes no characters)."""
+    end = len(text)
+    while (match := bare.search(text, pos)) is not None:
+        at = match.start()
+        if (at > 0 and _is_word(text[at - 1])) != (at < end and _is_word(text[at])):
+            return match
+        pos = at + 1
+    return None
 
 
 def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary: bool) -> list[int] | None:
@@ -809,7 +924,8 @@ class _Scan:
     the text before ``at``, so ``\b``, ``^`` and lookbehinds read as in a search, and a search
     finds a match exactly when one of those places starts one); the rest run as one pattern."""
 
-    __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "heads", "at_boundary", "_compiled", "_runs")
+    __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "ascii_formulas", "heads", "at_boundary",
+                 "shortcuts", "_compiled", "_short", "_runs")
 
     def __init__(self, kind: str, pattern: re.Pattern[str], *, split: bool = True) -> None:
         self.kind, self.pattern = kind, pattern
@@ -824,17 +940,20 @@ class _Scan:
             read = None
         # A group keeps its number (for a backreference) in any union of alternatives only when
         # one alternative has all the groups
-        if read is None or sum(r[3] for r in read) != pattern.groups or sum(bool(r[3]) for r in read) > 1:
+        if read is None or sum(r[4] for r in read) != pattern.groups or sum(bool(r[4]) for r in read) > 1:
             parts = [pattern.pattern]
             try:
                 read = [_read(pattern.pattern, pattern.flags)]
             except Exception:  # noqa: BLE001
-                read = [(None, None, False, pattern.groups)]
+                read = [(None, None, False, None, pattern.groups)]
         self.parts = tuple(parts)
         self.formulas = tuple(_ordered(r[0]) for r in read)
+        self.ascii_formulas = tuple(_ascii_only(f) for f in self.formulas)
         self.heads = tuple(r[1] for r in read)
         self.at_boundary = tuple(r[2] for r in read)
+        self.shortcuts = tuple(r[3] for r in read)
         self._compiled: list[re.Pattern[str] | None] = [pattern] if len(parts) == 1 else [None] * len(parts)
+        self._short: list[re.Pattern[str] | None] = [None] * len(parts)
         self._runs: dict[tuple[int, ...], re.Pattern[str]] = {}
 
     def compiled(self, i: int) -> re.Pattern[str]:
@@ -843,6 +962,21 @@ class _Scan:
         if alone is None:
             alone = self._compiled[i] = re.compile(self.parts[i], self.pattern.flags)
         return alone
+
+    def _shortcut(self, i: int, lookups: _Lookups) -> bool:
+        """Whether alternative ``i`` matches the text, searched for its way (``shortcuts[i]``):
+
+        - "line": ``^x`` (re.MULTILINE, x reading nothing before where it is tried) as ``\nx``
+          in the text after a newline: each line start follows a newline there, and x sees the
+          same text from it on;
+        - "boundary": ``\bx`` (x opening with no letter) as x, kept where ``\b`` holds."""
+        how, source = self.shortcuts[i]
+        pattern = self._short[i]
+        if pattern is None:
+            pattern = self._short[i] = re.compile(source, self.pattern.flags)
+        if how == "line":
+            return pattern.search(lookups.after_newline) is not None
+        return _search_at_boundary(pattern, lookups.text, 0) is not None
 
     def _union(self, alive: tuple[int, ...]) -> re.Pattern[str]:
         """The alternatives ``alive`` as one pattern."""
@@ -861,7 +995,8 @@ class _Scan:
         """The alternatives of the pattern that can match the text, as one pattern (None: none can)."""
         if self.hints is not None and not any(map(lookups.__getitem__, self.hints)):
             return None
-        alive = tuple(i for i, f in enumerate(self.formulas) if _holds(f, lookups))
+        formulas = self.ascii_formulas if lookups.ascii else self.formulas
+        alive = tuple(i for i, f in enumerate(formulas) if _holds(f, lookups))
         return self._union(alive) if alive else None
 
     def search(self, lookups: _Lookups) -> bool:
@@ -870,8 +1005,12 @@ class _Scan:
         if self.hints is not None and not any(map(lookups.__getitem__, self.hints)):
             return False
         rest = []
-        for i, formula in enumerate(self.formulas):
+        for i, formula in enumerate(self.ascii_formulas if lookups.ascii else self.formulas):
             if not _holds(formula, lookups):
+                continue
+            if self.shortcuts[i] is not None:
+                if self._shortcut(i, lookups):
+                    return True
                 continue
             heads = self.heads[i]
             points = None if heads is None else _starting_points(text, heads, lookups, self.at_boundary[i])
