@@ -823,11 +823,13 @@ class _Lookups(dict):
     space, joined by a space): it occurs in the text exactly when it occurs in one of its words,
     and a text repeats its words. A non-ASCII string whose rarest character is absent is absent."""
 
-    __slots__ = ("text", "ascii", "_vocabulary", "_chars", "_after_newline")
+    __slots__ = ("text", "ascii", "folded", "_vocabulary", "_chars", "_after_newline")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, folded: _Lookups | None = None) -> None:
         super().__init__()
         self.text = text
+        # for the words view: the lookups of the folded view it was made from (``__missing__``)
+        self.folded = folded
         self.ascii = text.isascii()  # then the formulas without non-ASCII strings (``_ascii_only``) are read
         self._vocabulary: str | None = None
         self._chars: set[str] | None = None
@@ -841,6 +843,15 @@ class _Lookups(dict):
         return self._after_newline
 
     def __missing__(self, s: str) -> bool:
+        if self.folded is not None and s.replace("'", "").isalnum():
+            # The words view keeps the folded view's letters, digits and apostrophes in order and
+            # puts spaces where it had anything else: a string of those occurs in one exactly
+            # when it occurs in the other
+            found = self[s] = self.folded[s]
+            return found
+        if self.folded is not None and not s.replace("'", "").replace(" ", "").replace("\n", "").isalnum():
+            found = self[s] = False  # it has a character the words view has none of
+            return found
         probe = _PROBES.get(s)
         if probe is not None and self._chars is None:
             self._chars = set(self.text)
@@ -1248,7 +1259,7 @@ def detect_injection(text: str, *, use_hints: bool = True) -> list[str]:
     if "instruction_override" not in found:
         words = views.words
         if words != folded:
-            in_words = _Lookups(words)
+            in_words = _Lookups(words, lookups)
             if any(scan.search(in_words) for scan in _OVERRIDE_SCANS):
                 found.add("instruction_override")
     in_plain = lookups if same else _Lookups(plain)
