@@ -782,19 +782,27 @@ def _cover(strings: tuple[str, ...]) -> tuple | None:
     return ("any", (min(common, key=_rarity),)) if common else None
 
 
+def _any_node(strings: tuple[str, ...]) -> tuple:
+    """An "any" as ``_holds`` reads it: ("any", its ASCII strings, the others, the rarest
+    characters of the others). Each string's rarest character is noted in ``_PROBES``."""
+    others = tuple(s for s in strings if not s.isascii())
+    for s in strings:
+        if len(s) > 1 and not s.isascii():
+            _PROBES[s] = min(s, key=_rarity)
+        if not any(c.isspace() for c in s):
+            _UNSPACED.add(s)
+    return ("any", tuple(s for s in strings if s.isascii()), others, frozenset(min(s, key=_rarity) for s in others))
+
+
 def _ordered(formula: tuple | None) -> tuple | None:
-    """The formula as ``_holds`` reads it: "and" tries its rarest parts first (and each string's
-    rarest character is noted in ``_PROBES``)."""
+    """The formula as ``_holds`` reads it: "and" tries its rarest parts first, each "any" as
+    ``_any_node`` makes it."""
     if formula is None:
         return None
     if formula[0] == "any":
-        for s in formula[1]:
-            if len(s) > 1 and not s.isascii():
-                _PROBES[s] = min(s, key=_rarity)
-            if not any(c.isspace() for c in s):
-                _UNSPACED.add(s)
         cover = _cover(formula[1])
-        return formula if cover is None else ("and", (_ordered(cover), formula))
+        node = _any_node(formula[1])
+        return node if cover is None else ("and", (_ordered(cover), node))
     parts = sorted(formula[1], key=_selectivity, reverse=True) if formula[0] == "and" else formula[1]
     return (formula[0], tuple(_ordered(f) for f in parts))
 
@@ -805,7 +813,7 @@ def _ascii_only(formula: tuple | None) -> tuple | None:
     if formula is None:
         return None
     if formula[0] == "any":
-        return ("any", tuple(s for s in formula[1] if s.isascii()))
+        return ("any", formula[1], (), frozenset()) if formula[2] else formula
     parts = tuple(_ascii_only(f) for f in formula[1])
     if formula[0] == "and":
         return _NEVER if _NEVER in parts else ("and", parts)
@@ -813,7 +821,7 @@ def _ascii_only(formula: tuple | None) -> tuple | None:
     return ("or", parts) if parts else _NEVER
 
 
-_NEVER = ("any", ())  # a formula no text satisfies
+_NEVER = ("any", (), (), frozenset())  # a formula no text satisfies
 
 
 class _Lookups(dict):
@@ -836,6 +844,13 @@ class _Lookups(dict):
         self._after_newline: str | None = None
 
     @property
+    def chars(self) -> set[str]:
+        """The characters of the text."""
+        if self._chars is None:
+            self._chars = set(self.text)
+        return self._chars
+
+    @property
     def after_newline(self) -> str:
         """The text after a newline (for the "line" shortcut of ``_Scan``)."""
         if self._after_newline is None:
@@ -853,9 +868,7 @@ class _Lookups(dict):
             found = self[s] = False  # it has a character the words view has none of
             return found
         probe = _PROBES.get(s)
-        if probe is not None and self._chars is None:
-            self._chars = set(self.text)
-        if probe is not None and probe not in self._chars:
+        if probe is not None and probe not in self.chars:
             found = False
         elif s in _UNSPACED:
             if self._vocabulary is None:
@@ -871,9 +884,14 @@ def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
     """Whether the text of ``lookups`` satisfies ``formula``."""
     if formula is None:
         return True
-    op, parts = formula
-    if op == "any":
-        return any(map(lookups.__getitem__, parts))
+    op, parts = formula[0], formula[1]
+    if op == "any":  # the ASCII strings, then the others if the text has one of their rarest characters
+        if any(map(lookups.__getitem__, parts)):
+            return True
+        others = formula[2]
+        return bool(others) and not lookups.ascii and not formula[3].isdisjoint(lookups.chars) and any(
+            map(lookups.__getitem__, others)
+        )
     if op == "and":
         return all(_holds(f, lookups) for f in parts)
     return any(_holds(f, lookups) for f in parts)
