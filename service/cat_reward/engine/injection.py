@@ -67,10 +67,13 @@ _NEWLINES = re.compile(r"\s*\n\s*")
 # The same replacements as _SPACES and _NON_WORDS (a run becomes one space), without matching
 # the lone spaces they would replace by themselves: most of a text's matches, and no change.
 _SPACE_RUNS = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
-# The ASCII characters \s matches besides the space and the newline: an ASCII text without them
-# and without two spaces in a row is left as it is by _SPACES; one whose newlines also stand
-# alone (no space or newline next to one), by _NEWLINES.
+# The characters \s matches (those str.isspace() holds, a test checks) besides the space and the
+# newline: a text without them and without two spaces in a row is left as it is by _SPACES; one
+# whose newlines also stand alone (no space or newline next to one), by _NEWLINES.
 _ASCII_BLANKS_BUT_SPACE = "\t\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_BLANKS_BUT_SPACE = _ASCII_BLANKS_BUT_SPACE + (
+    "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 _NON_ASCII_RUNS = re.compile(r"[^\x00-\x7f]+")
 # ASCII bytes: those _NON_WORDS's first branch matches (not \w, not a newline or an apostrophe) -> a space
 _ASCII_NON_WORD_TO_SPACE = bytes(
@@ -145,9 +148,9 @@ class Normalized:
                 text = text + "\n" + "\n".join(comments)
         if fast:
             text = text.lower()
-            if not ascii_only or "  " in text or any(c in text for c in _ASCII_BLANKS_BUT_SPACE):
+            if "  " in text or any(c in text for c in (_ASCII_BLANKS_BUT_SPACE if ascii_only else _BLANKS_BUT_SPACE)):
                 text = _SPACE_RUNS.sub(" ", text)
-            if "\n" in text and (" \n" in text or "\n " in text or "\n\n" in text or not ascii_only):
+            if "\n" in text and (" \n" in text or "\n " in text or "\n\n" in text):
                 text = _NEWLINES.sub("\n", text)
             text = text.strip()
         else:
