@@ -417,13 +417,6 @@ _OTHER_SCRIPT_CHARS = frozenset(
 )
 
 
-def _other_patterns_to_run(plain: str, use_hints: bool) -> list[tuple[str, re.Pattern[str]]]:
-    """The patterns of other languages that could match ``plain`` (all of them without hints)."""
-    if not use_hints or (not plain.isascii() and not _OTHER_SCRIPT_CHARS.isdisjoint(plain)):
-        return list(_OTHER)
-    return [entry for entry, hints in zip(_OTHER, _OTHER_HINTS) if any(h in plain for h in hints)]
-
-
 # -- literals every match must contain, read off the patterns themselves -----------------------------
 # A pattern is split at its top-level "|" into alternatives; for each one, the parse tree of the
 # regex gives a formula of substrings that every match contains: an alternation of fixed strings
@@ -591,29 +584,12 @@ def _looks_before(items) -> bool:
     return False
 
 
-def _opens_without_letters(items) -> bool:
-    """Whether a regex opens with a character, or a set of them, that is no letter (a search
-    skips ahead to those in C, and in prose they are few)."""
-    P = _sre_parse
-    while items and items[0][0] is P.SUBPATTERN:
-        items = items[0][1][3]
-    if not items:
-        return False
-    op, av = items[0]
-    if op is P.LITERAL:
-        return not chr(av).isalpha()
-    if op is P.IN:
-        return all((o is P.LITERAL and not chr(v).isalpha()) or (o is P.CATEGORY and v is P.CATEGORY_DIGIT)
-                   for o, v in av)
-    return False
-
-
 def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, bool, tuple | None, int]:
     """What every match of the regex ``source`` (compiled with ``flags``) holds: the formula of
     strings it contains, what it begins with (``_match_starts``; None for either: not known),
     whether its matches begin at a word boundary (it opens with ``\b``), a faster way to search
-    for it (``_Scan``; None), and the regex's number of groups. Raises re.error for a malformed
-    ``source``."""
+    for it (``_Scan._shortcut``; None), and the regex's number of groups. Raises re.error for a
+    malformed ``source``."""
     P = _sre_parse
     parsed = P.parse(source, flags)
     groups = parsed.state.groups - 1
@@ -629,8 +605,6 @@ def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, bool
         if (first == (P.AT, P.AT_BEGINNING) and parsed.state.flags & re.MULTILINE and source.startswith("^")
                 and not _looks_before(parsed.data[1:])):
             shortcut = ("line", "\n" + source[1:])
-        elif at_boundary and source.startswith("\\b") and _opens_without_letters(parsed.data[1:]):
-            shortcut = ("boundary", source[2:])
         return _sequence(parsed.data)[1], heads, at_boundary, shortcut, groups
     except Exception:  # noqa: BLE001 - an unknown parser: no prefilter, the pattern always runs
         return None, None, False, None, groups
@@ -904,19 +878,6 @@ def _is_word(char: str) -> bool:
     return char.isalnum() or char == "_"  # \w of a str pattern
 
 
-def _search_at_boundary(bare: re.Pattern[str], text: str, pos: int) -> re.Match[str] | None:
-    """The first match from ``pos`` on of ``\b`` followed by ``bare``: the first match of ``bare``
-    that begins at a word boundary (as ``\b`` reads it: a word character on one side only), which
-    is that match (``\b`` takes no characters)."""
-    end = len(text)
-    while (match := bare.search(text, pos)) is not None:
-        at = match.start()
-        if (at > 0 and _is_word(text[at - 1])) != (at < end and _is_word(text[at])):
-            return match
-        pos = at + 1
-    return None
-
-
 def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary: bool) -> list[int] | None:
     """Where in ``text`` a match that begins with one of ``heads`` (and, with ``at_boundary``, at
     a word boundary as ``\b`` reads it: a word character on one side only) can begin, in order
@@ -964,11 +925,11 @@ class _Scan:
         self.hints = _hints_for(pattern)  # the hand-written hints (``_hint``), checked first
         _UNSPACED.update(h for h in self.hints or () if not any(c.isspace() for c in h))
         parts = [pattern.pattern]
-        if split and not pattern.flags & re.VERBOSE:
-            parts = _top_level_alternatives(pattern.pattern)
         try:
+            if split and not pattern.flags & re.VERBOSE:
+                parts = _top_level_alternatives(pattern.pattern)
             read = [_read(part, pattern.flags) for part in parts]
-        except Exception:  # noqa: BLE001 - not cut where it should be: keep it whole
+        except Exception:  # noqa: BLE001 - not cut where it should be (or an unknown parser): keep it whole
             read = None
         # A group keeps its number (for a backreference) in any union of alternatives only when
         # one alternative has all the groups
@@ -997,18 +958,14 @@ class _Scan:
 
     def _shortcut(self, i: int, lookups: _Lookups) -> bool:
         """Whether alternative ``i`` matches the text, searched for its way (``shortcuts[i]``):
-
-        - "line": ``^x`` (re.MULTILINE, x reading nothing before where it is tried) as ``\nx``
-          in the text after a newline: each line start follows a newline there, and x sees the
-          same text from it on;
-        - "boundary": ``\bx`` (x opening with no letter) as x, kept where ``\b`` holds."""
-        how, source = self.shortcuts[i]
+        "line", ``^x`` (re.MULTILINE, x reading nothing before where it is tried) as ``\nx`` in
+        the text after a newline: each line start follows a newline there, and x sees the same
+        text from it on (a search skips ahead to a newline, where it tries ``^x`` everywhere)."""
+        _how, source = self.shortcuts[i]
         pattern = self._short[i]
         if pattern is None:
             pattern = self._short[i] = re.compile(source, self.pattern.flags)
-        if how == "line":
-            return pattern.search(lookups.after_newline) is not None
-        return _search_at_boundary(pattern, lookups.text, 0) is not None
+        return pattern.search(lookups.after_newline) is not None
 
     def _union(self, alive: tuple[int, ...]) -> re.Pattern[str]:
         """The alternatives ``alive`` as one pattern."""
@@ -1064,7 +1021,9 @@ for _hints in _OTHER_HINTS:
 
 
 def _other_scans_to_run(lookups: _Lookups) -> list[_Scan]:
-    """``_other_patterns_to_run`` with the hint words looked up in ``lookups`` (of the plain view)."""
+    """The scans of ``_OTHER`` that could match the plain view of ``lookups``: all of them on a text
+    with a character of their scripts (``_OTHER_SCRIPT_CHARS``), else those with a hint word in it
+    (``_OTHER_HINTS``)."""
     plain = lookups.text
     if not plain.isascii() and not _OTHER_SCRIPT_CHARS.isdisjoint(plain):
         return list(_OTHER_SCANS)
