@@ -870,12 +870,14 @@ def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
             map(lookups.__getitem__, others)
         )
     if op == "and":
-        return all(_holds(f, lookups) for f in parts)
-    return any(_holds(f, lookups) for f in parts)
-
-
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"  # \w of a str pattern
+        for f in parts:
+            if not _holds(f, lookups):
+                return False
+        return True
+    for f in parts:
+        if _holds(f, lookups):
+            return True
+    return False
 
 
 def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary: bool) -> list[int] | None:
@@ -883,7 +885,7 @@ def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary
     a word boundary as ``\b`` reads it: a word character on one side only) can begin, in order
     (None past ``_MAX_STARTS``: a search is cheaper)."""
     points: list[int] = []
-    find = text.find
+    find, end = text.find, len(text)
     for head in heads:
         if head is _TEXT_START or head is _LINE_START:
             points.append(0)
@@ -897,9 +899,14 @@ def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary
         at = find(head)
         while at >= 0:
             start = at + after
-            if not at_boundary or (start > 0 and _is_word(text[start - 1])) != (
-                start < len(text) and _is_word(text[start])
-            ):
+            if at_boundary:
+                before = text[start - 1] if start else ""
+                first = text[start] if start < end else ""
+                # \b: a word character (\w of a str pattern: alphanumeric or "_") on one side only
+                keep = (before.isalnum() or before == "_") != (first.isalnum() or first == "_")
+            else:
+                keep = True
+            if keep:
                 points.append(start)
                 if len(points) > _MAX_STARTS:
                     return None
