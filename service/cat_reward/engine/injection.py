@@ -587,7 +587,7 @@ def _looks_before(items) -> bool:
 def _read(source: str, flags: int) -> tuple[tuple | None, frozenset | None, bool, tuple | None, int]:
     """What every match of the regex ``source`` (compiled with ``flags``) holds: the formula of
     strings it contains, what it begins with (``_match_starts``; None for either: not known),
-    whether its matches begin at a word boundary (it opens with ``\b``), a faster way to search
+    whether its matches begin at a word boundary (it opens with ``\\b``), a faster way to search
     for it (``_Scan._shortcut``; None), and the regex's number of groups. Raises re.error for a
     malformed ``source``."""
     P = _sre_parse
@@ -882,7 +882,7 @@ def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
 
 def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary: bool) -> list[int] | None:
     """Where in ``text`` a match that begins with one of ``heads`` (and, with ``at_boundary``, at
-    a word boundary as ``\b`` reads it: a word character on one side only) can begin, in order
+    a word boundary as ``\\b`` reads it: a word character on one side only) can begin, in order
     (None past ``_MAX_STARTS``: a search is cheaper)."""
     points: list[int] = []
     find, end = text.find, len(text)
@@ -920,8 +920,8 @@ class _Scan:
 
     ``search`` runs no alternative whose formula the text fails. Of the others, one whose matches
     begin with one of a few strings found in the text (at a word boundary, for one that opens
-    with ``\b``) is tried at those places only (``Pattern.match(text, at)``: a match there sees
-    the text before ``at``, so ``\b``, ``^`` and lookbehinds read as in a search, and a search
+    with ``\\b``) is tried at those places only (``Pattern.match(text, at)``: a match there sees
+    the text before ``at``, so ``\\b``, ``^`` and lookbehinds read as in a search, and a search
     finds a match exactly when one of those places starts one); the rest run as one pattern."""
 
     __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "ascii_formulas", "heads", "at_boundary",
@@ -965,7 +965,7 @@ class _Scan:
 
     def _shortcut(self, i: int, lookups: _Lookups) -> bool:
         """Whether alternative ``i`` matches the text, searched for its way (``shortcuts[i]``):
-        "line", ``^x`` (re.MULTILINE, x reading nothing before where it is tried) as ``\nx`` in
+        "line", ``^x`` (re.MULTILINE, x reading nothing before where it is tried) as ``\\nx`` in
         the text after a newline: each line start follows a newline there, and x sees the same
         text from it on (a search skips ahead to a newline, where it tries ``^x`` everywhere)."""
         _how, source = self.shortcuts[i]
@@ -1131,6 +1131,7 @@ def _role_forgery(text: str) -> bool:
 _PADDING = re.compile(r"(.{1,8}?)\1{63,}|\s{200,}", re.DOTALL)
 _PADDING_MIN_CHARS = 256
 _PADDING_PERIOD = 8  # the longest unit in _PADDING
+_BLANK_RUN_MIN = 200  # the blanks of _PADDING's second branch
 _BLANK_RUN = re.compile(r"\s{200}")
 _SAMPLE = 32
 
@@ -1142,8 +1143,9 @@ def _may_have_padding(text: str) -> bool:
     text[i] == text[i + p] for every i in [s, s + 63p), an interval of at least 63 characters.
     It holds a multiple k of 32 with k + 32 <= s + 63, so text[k:k+32] == text[k+p:k+p+32] there.
     That is checked at every multiple of 32 where the first 8 of those characters recur 1-8
-    characters on (one ``str.find`` in C, which every such k passes), for every p; the second
-    branch is a run of 200 blanks, searched for."""
+    characters on (one ``str.find`` in C, which every such k passes), for every p. The second
+    branch, a run of 200 blanks, holds 100 blanks from a multiple of 100 (``str.isspace`` is \\s);
+    it is searched for in a text with those."""
     if len(text) < 64:  # the shortest match of either branch is 64 characters
         return False
     find = text.find
@@ -1155,6 +1157,9 @@ def _may_have_padding(text: str) -> bool:
         for p in range(1, _PADDING_PERIOD + 1):
             if window[p:p + _SAMPLE] == head:
                 return True
+    blank_window = _BLANK_RUN_MIN // 2
+    if not any(text[k:k + blank_window].isspace() for k in range(0, len(text) - blank_window + 1, blank_window)):
+        return False
     return _BLANK_RUN.search(text) is not None
 
 
