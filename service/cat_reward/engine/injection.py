@@ -5,7 +5,10 @@ Rollouts are data, never instructions: the judge prompt fences each one and says
 module names what looks like an attempt, by kind, and ``hacking`` decides what a flagged rollout
 is paid (by default nothing).
 
-Layers, each linear in the length of the rollout (every pattern has bounded gaps):
+Layers, each linear in the length of the rollout (every pattern has bounded gaps). A pattern runs
+behind exact prefilters read off its own regex (strings every match holds, where a match can
+begin; see "exact prefilters" below), and steps that cannot change a text are skipped;
+``detect_injection(text, use_hints=False)`` runs everything in full, and flags the same.
 
 1. **Normalise.** Unicode NFKC; zero-width, bidi and other format characters removed; lower
    case; runs of spaces collapsed. A second view also folds confusables (Cyrillic "о" -> "o")
@@ -417,14 +420,19 @@ _OTHER_SCRIPT_CHARS = frozenset(
 )
 
 
-# -- literals every match must contain, read off the patterns themselves -----------------------------
-# A pattern is split at its top-level "|" into alternatives; for each one, the parse tree of the
-# regex gives a formula of substrings that every match contains: an alternation of fixed strings
-# (``("any", strings)``: one of them occurs), "and" of formulas, "or" of formulas, None (nothing
-# known). A text without them cannot hold a match of that alternative, so it is not run; the
-# alternatives left are run as one pattern. This is exact by construction (a literal in the tree is
-# a character every match has there; anything the reading does not know gives None, "run it"),
-# and the tests hold it to running every pattern in full.
+# -- exact prefilters read off the patterns themselves ------------------------------------------------
+# A pattern is split at its top-level "|" into alternatives (``_top_level_alternatives``; an
+# alternative opening with a group of choices the engine cannot skip ahead to is split further).
+# For each one, its parse tree gives:
+#   - a formula of strings every match contains: ``("any", strings)`` (one of them occurs), "and"
+#     and "or" of formulas, None (nothing known). A text that fails it holds no match of that
+#     alternative, which is not run. The strings of a text are looked up once (``_Lookups``).
+#   - what every match begins with (``_starts``): strings, the start of the text or of a line.
+#     When those occur at a few places only, the alternative is tried there (``Pattern.match``).
+#   - for ``^x`` with re.MULTILINE, a search for ``\nx`` after a newline (``_Scan._shortcut``).
+# Every step is exact by construction (a literal in the tree is a character every match has
+# there; what the reading does not know gives "run it", in full), and the tests hold the results
+# to every pattern run in full (``use_hints=False``) and hold ``_Scan`` to ``Pattern.search``.
 
 _MAX_STRINGS = 64  # the largest set of fixed strings followed through a concatenation
 _MAX_RUNS = 64  # the unions of alternatives compiled per pattern
