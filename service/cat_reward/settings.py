@@ -290,7 +290,7 @@ class Settings(BaseSettings):
         "per judge server, that is 64 x the LLM URLs (the anchor's or the judge's list, the longer) x "
         "CAT_LLM_SERVERS_PER_URL, so a pool of N judges gets N times the groups. A fixed 64 starved a pool: with 4 "
         "simulated judges each one decoded a quarter of the sequences per step and the step took 0.33x the 1-judge "
-        "step instead of 0.29x (bench/README.md, step-sized load test).",
+        "step instead of 0.28x (bench/README.md, step-sized load test).",
     )
     max_queued_groups: int = Field(
         default=1024, ge=0, description="Groups that may wait for a scoring slot; beyond, 503 overloaded at once."

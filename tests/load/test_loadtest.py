@@ -91,3 +91,16 @@ def test_a_small_step_in_per_sample_mode(tmp_path):
     assert run["mode"] == "sample"
     assert run["failed_groups"] == 0 and run["errors"] == {} and run["timeouts"] == 0 and run["null_rewards"] == 0
     assert report["exit_code"] == 0
+
+
+def test_a_small_step_in_batch_mode(tmp_path):
+    """verl's group manager: POST /rewards/batch of 8 groups each, the 4 requests at once. Every
+    group gets its rewards, and the service works on all of them together (not 16 at a time)."""
+    report = _run(tmp_path, "--judges", "1", "--groups", "32", "--mode", "batch", "--batch-groups", "8", "--no-plot")
+    (run,) = report["runs"]
+    assert run["mode"] == "batch" and report["config"]["batch_groups"] == 8
+    assert run["failed_groups"] == 0 and run["errors"] == {} and run["timeouts"] == 0 and run["null_rewards"] == 0
+    # the 32 groups' synthesis calls reached the judge: 2 chat calls (synthesis, rubric) per group
+    (judge,) = run["per_judge"]
+    assert judge["requests"]["/v1/chat/completions"] == 2 * 32
+    assert report["exit_code"] == 0

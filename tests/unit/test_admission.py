@@ -188,3 +188,28 @@ def test_active_groups_default_grows_with_the_judge_pool():
     fixed = Settings(_env_file=None, anchor_base_url="http://127.0.0.1:1/v1", llm_servers_per_url=4,
                      max_active_groups=10, batch_concurrency=3)
     assert fixed.active_groups == 10 and fixed.batch_groups_at_once == 3
+
+
+async def test_a_batch_is_scored_all_at_once_up_to_the_active_groups_bound(slow_client):
+    """A trainer's step in one /rewards/batch: its groups' anchor calls run side by side (a fixed
+    16 at a time used to leave a judge pool half idle), and an explicit CAT_BATCH_CONCURRENCY caps them."""
+    for settings, expected in (({}, 32), ({"batch_concurrency": 4}, 4)):
+        client, anchor = await slow_client(0.2, cache_enabled=False, **settings)
+        running, peak = 0, 0
+        chat = anchor.chat
+
+        async def counted(request, chat=chat):
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            try:
+                return await chat(request)
+            finally:
+                running -= 1
+
+        anchor.chat = counted
+        batch = {"groups": [{**BODY, "rollouts": [f"r{i}", "b"]} for i in range(32)]}
+        response = await client.post("/rewards/batch", json=batch)
+        assert response.status_code == 200, response.text
+        assert all(item["ok"] for item in response.json()["results"])
+        assert peak == expected, (settings, peak)

@@ -89,14 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups", "-S", type=positive("--groups"), default=256, help="groups in the step (256)")
     parser.add_argument("-G", dest="group_size", type=positive("-G"), default=8, help="rollouts per group (8)")
     parser.add_argument("-n", dest="criteria", type=positive("-n"), default=8, help="rubric criteria per group (8)")
-    parser.add_argument("--mode", choices=["group", "sample"], default="group",
-                        help="group: POST /rewards per group; sample: POST /rewards/samples per rollout")
+    parser.add_argument("--mode", choices=["group", "sample", "batch"], default="group",
+                        help="group: POST /rewards per group; sample: POST /rewards/samples per rollout; batch: "
+                        "POST /rewards/batch with --batch-groups groups each, all at once (verl's group manager)")
+    parser.add_argument("--batch-groups", type=positive("--batch-groups"), default=64,
+                        help="groups per /rewards/batch request in batch mode (64, as verl's CatGroupRewardManager)")
     parser.add_argument("--router", action="store_true", help="vllm-router in front of the judges")
     parser.add_argument("--router-policy", default=DEFAULT_POLICY, help=f"vllm-router --policy ({DEFAULT_POLICY})")
-    parser.add_argument("--scale-bounds", action="store_true",
-                        help="with --router: the service's per-endpoint bounds (CAT_LLM_MAX_INFLIGHT, "
-                        "CAT_LLM_ENDPOINT_MAX_INFLIGHT, CAT_VERDICT_BATCH_INFLIGHT) times M, as docs/scaling.md advises "
-                        "(behind a router the service sees one endpoint)")
     parser.add_argument("--replicas", type=positive("--replicas"), default=1, help="service replicas (1)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="shared by replicas / sample mode")
     parser.add_argument("--service-env", action="append", default=[], metavar="KEY=VALUE", help="extra service setting")
@@ -289,10 +288,44 @@ async def run_step(args, bases: list[str], headers: dict, groups: list[dict], ru
             if progress is not None:
                 progress.update(1)
 
+        async def one_batch(chunk: list[dict]) -> None:
+            # verl's group manager: POST /rewards/batch, max_groups_per_request groups a request,
+            # the requests at once; each group's latency is its request's
+            started = time.perf_counter()
+            failed = set()
+            try:
+                status, body = await post("/rewards/batch", {"groups": chunk})
+                if status != 200:
+                    failed = set(range(len(chunk)))
+                    _error(result, f"http_{status}")
+                else:
+                    for i, item in enumerate(body["results"]):
+                        if not item.get("ok"):
+                            failed.add(i)
+                            _error(result, f"item_{(item.get('error') or {}).get('type', 'failed')}")
+                        elif any(r is None for r in item["result"]["rewards"]):
+                            failed.add(i)
+                            result.null_rewards += sum(r is None for r in item["result"]["rewards"])
+            except asyncio.TimeoutError:
+                failed = set(range(len(chunk)))
+                result.timeouts += 1
+            except aiohttp.ClientError as exc:
+                failed = set(range(len(chunk)))
+                _error(result, type(exc).__name__)
+            latency = time.perf_counter() - started
+            result.latencies.extend([latency] * len(chunk))
+            result.failed_groups += len(failed)
+            if progress is not None:
+                progress.update(len(chunk))
+
         started = time.perf_counter()
         if on_start is not None:
             on_start(started)
-        await asyncio.gather(*(one_group(k, g) for k, g in enumerate(groups)))
+        if args.mode == "batch":
+            size = args.batch_groups
+            await asyncio.gather(*(one_batch(groups[i : i + size]) for i in range(0, len(groups), size)))
+        else:
+            await asyncio.gather(*(one_group(k, g) for k, g in enumerate(groups)))
         result.wall_s = time.perf_counter() - started
     return result
 
@@ -355,13 +388,6 @@ async def measure(args, judges: int, tmp: Path) -> dict:
     shared = args.replicas > 1 or args.mode == "sample"
     if shared:
         service_env["CAT_REDIS_URL"] = args.redis_url
-    if args.router and args.scale_bounds:
-        from ..settings import Settings
-
-        defaults = Settings.model_fields
-        service_env["CAT_LLM_MAX_INFLIGHT"] = str(defaults["llm_max_inflight"].default * judges)
-        service_env["CAT_LLM_ENDPOINT_MAX_INFLIGHT"] = str(defaults["llm_endpoint_max_inflight"].default * judges)
-        service_env["CAT_VERDICT_BATCH_INFLIGHT"] = str(defaults["verdict_batch_inflight"].default * judges)
     for item in args.service_env:
         name, _, value = item.partition("=")
         service_env[name] = value
@@ -533,7 +559,7 @@ def label_of(args) -> str:
     parts = [f"router {args.router_policy}" if args.router else "URL list"]
     if args.replicas > 1:
         parts.append(f"{args.replicas} replicas")
-    parts.append(f"{args.mode} mode")
+    parts.append(f"{args.mode} mode" + (f" ({args.batch_groups} groups a request)" if args.mode == "batch" else ""))
     return ", ".join(parts)
 
 
@@ -553,8 +579,8 @@ def main(args: argparse.Namespace) -> int:
         run["step_ratio_vs_first"] = round(run["step_wall_s"] / runs[0]["step_wall_s"], 3)
     config = {
         "groups": args.groups, "G": args.group_size, "n": args.criteria, "mode": args.mode,
+        "batch_groups": args.batch_groups if args.mode == "batch" else None,
         "router": args.router_policy if args.router else None, "replicas": args.replicas,
-        "scale_bounds": bool(args.router and args.scale_bounds),
         "rollout_tokens": {"distribution": "lognormal", "median": args.rollout_median_tokens, "sigma": args.rollout_sigma,
                            "clip": [32, 4096]},
         "cost_model": vars(simjudge.cost_from(args)),
