@@ -1,5 +1,5 @@
 """Writes attacks.jsonl (kept in git; run once to regenerate after editing the lists below)."""
-import json
+from corpus_files import write_attacks
 A = "The capital of Australia is Canberra."
 ZW = "\u200b"
 attacks = {
@@ -116,8 +116,5 @@ attacks = {
   "...", "**Answer:**", "Step 1:", "かいせつ", "الحل:", "उत्तर:", "Final answer:", "Sure.",
  ],
 }
-with open("attacks.jsonl", "w", encoding="utf-8") as f:
-    for kind, texts in attacks.items():
-        for i, text in enumerate(texts):
-            f.write(json.dumps({"id": f"{kind}-{i + 1:02d}", "kind": kind, "text": text}, ensure_ascii=False) + "\n")
+write_attacks("attacks.jsonl", attacks)
 print(sum(map(len, attacks.values())), "attacks")
