@@ -50,21 +50,8 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(_KEY_JSON.encode(payload).encode()).hexdigest()
 
 
-def _as_dict(options: GroupOptions) -> dict:
-    """``asdict(options)``, once per options object (a frozen dataclass: it cannot change)."""
-    cached = _OPTION_DICTS.get(id(options))
-    if cached is None or cached[0] is not options:
-        if len(_OPTION_DICTS) >= 1024:
-            _OPTION_DICTS.clear()
-        cached = _OPTION_DICTS[id(options)] = (options, asdict(options))
-    return cached[1]
-
-
-_OPTION_DICTS: dict[int, tuple[GroupOptions, dict]] = {}
-
-
 def _options(group: Group, names: tuple[str, ...]) -> dict:
-    full = _as_dict(group.options)
+    full = asdict(group.options)
     return {name: full[name] for name in names}
 
 
@@ -73,15 +60,15 @@ def _fused(group: Group) -> dict:
     return {"fused": True} if getattr(group.options, "fused", False) else {}
 
 
-_DEFAULTS = GroupOptions()
+_DEFAULT_OPTIONS = asdict(GroupOptions())  # the defaults as a dict, built once
 # Options added later: in a key only when they differ from their default, so the keys of every
 # group that does not use them stay what they were.
 _LATER_RESULT_OPTIONS = ("rubric_prompt", "aggregation", "weights", "essential_factor", "length_penalty", "ensemble")
 
 
 def _later(group: Group, names: tuple[str, ...]) -> dict:
-    full, default = _as_dict(group.options), _as_dict(_DEFAULTS)
-    return {name: full[name] for name in names if full[name] != default[name]}
+    full = asdict(group.options)
+    return {name: full[name] for name in names if full[name] != _DEFAULT_OPTIONS[name]}
 
 
 def _anchor_reads_flagged(group: Group) -> dict:
@@ -135,7 +122,6 @@ def prompt_rubric_key(group: Group, anchor_model: str, prompt_version: str) -> s
     )
 
 
-@lru_cache(maxsize=4096)
 @lru_cache(maxsize=4096)
 def _text_digest(text: str) -> str:
     # A rollout is asked about every criterion: its (long) text is hashed once, not n times.
