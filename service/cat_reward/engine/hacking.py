@@ -131,7 +131,8 @@ def anchor_inputs(ctx: GroupContext) -> tuple[list[str], list[int]]:
     left_out = [i for i, flags in enumerate(ctx.injection) if flags]
     if not left_out or len(left_out) == len(texts):
         return texts, []
-    return [t for i, t in enumerate(texts) if i not in set(left_out)], left_out
+    skipped = set(left_out)
+    return [t for i, t in enumerate(texts) if i not in skipped], left_out
 
 
 def apply_hacking_policy(
