@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json as jsonlib
+import re
 import socket
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -45,11 +46,16 @@ LARGE_BODY = 1 << 20
 MAX_HEADER_LINE = 65536  # h11, under httpx, takes header blocks up to 100 KiB; aiohttp's default is 8190
 
 
+# A null value as orjson writes it (first, or after ":", "," or "["); inside a string it would need
+# those characters before it too, which a response's text rarely has, while the bare word often does.
+_NULL_VALUE = re.compile(rb"(?:^|[:,\[])null")
+
+
 def _encode(value: object) -> bytes:
     """Compact UTF-8 JSON; ``ValueError`` on NaN or infinity, as httpx (orjson writes them as null,
-    so a body holding a null is checked again by the standard library, which raises)."""
+    so a body that may hold a null value is checked again by the standard library, which raises)."""
     data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)  # TypeError on what JSON cannot hold
-    if b"null" in data:
+    if _NULL_VALUE.search(data):
         jsonlib.dumps(value, allow_nan=False)
     return data
 
