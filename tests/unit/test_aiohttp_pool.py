@@ -8,6 +8,7 @@ import json
 import socket
 
 import httpx
+import orjson
 import pytest
 
 from cat_reward.backends.aiohttp_pool import AiohttpHTTP
@@ -454,3 +455,24 @@ async def test_https_trusts_what_httpx_trusts(self_signed, monkeypatch):
         finally:
             await http.aclose()
     assert answer.json() == {"tls": True}
+
+
+@pytest.mark.parametrize("value", [float("nan"), [float("inf")], {"a": 1, "b": float("-inf")}, {"p": ["x", float("nan")]}])
+def test_encode_refuses_nan_and_infinity_wherever_they_sit(value):
+    from cat_reward.backends.aiohttp_pool import _encode
+
+    with pytest.raises(ValueError):
+        _encode(value)
+
+
+def test_encode_checks_again_only_when_a_null_value_may_be_present(monkeypatch):
+    from cat_reward.backends import aiohttp_pool
+
+    calls = []
+    real = aiohttp_pool.jsonlib.dumps
+    monkeypatch.setattr(aiohttp_pool.jsonlib, "dumps", lambda v, **kw: calls.append(v) or real(v, **kw))
+    text = {"prompt": ["the null hypothesis is rejected; nullable, null." * 2000]}
+    assert aiohttp_pool._encode(text) == orjson.dumps(text) and calls == []
+    for value in (None, [None], {"seed": None}, {"a": [1, None]}):
+        assert aiohttp_pool._encode(value) == orjson.dumps(value)
+    assert len(calls) == 4

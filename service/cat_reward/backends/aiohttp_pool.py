@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json as jsonlib
-import re
 import socket
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -46,16 +45,24 @@ LARGE_BODY = 1 << 20
 MAX_HEADER_LINE = 65536  # h11, under httpx, takes header blocks up to 100 KiB; aiohttp's default is 8190
 
 
-# A null value as orjson writes it (first, or after ":", "," or "["); inside a string it would need
-# those characters before it too, which a response's text rarely has, while the bare word often does.
-_NULL_VALUE = re.compile(rb"(?:^|[:,\[])null")
+def _may_hold_null_value(data: bytes) -> bool:
+    """Whether ``data`` has ``null`` where orjson writes a null value: first, or after ":", "," or
+    "[". Inside a string it would need one of those characters before it too, which a response's
+    text rarely has, while the bare word often does. A ``find`` loop, not a regex: a pattern that
+    starts with an alternation is tried at every byte (10 ms on a 300 KB verdict batch)."""
+    at = data.find(b"null")
+    while at != -1:
+        if at == 0 or data[at - 1] in b":,[":
+            return True
+        at = data.find(b"null", at + 4)
+    return False
 
 
 def _encode(value: object) -> bytes:
     """Compact UTF-8 JSON; ``ValueError`` on NaN or infinity, as httpx (orjson writes them as null,
     so a body that may hold a null value is checked again by the standard library, which raises)."""
     data = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)  # TypeError on what JSON cannot hold
-    if _NULL_VALUE.search(data):
+    if _may_hold_null_value(data):
         jsonlib.dumps(value, allow_nan=False)
     return data
 
