@@ -7,7 +7,8 @@ from fastapi import Depends, Request
 from ..wiring import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request
     return request.app.state.services
 
 
