@@ -274,7 +274,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the history (sqlite:///path, postgresql://user@host/db); default: SQLite in CAT_DATA_DIR.",
     )
     outbox_path: Path | None = Field(default=None, description="Local durable outbox; default: CAT_DATA_DIR/outbox.sqlite3.")
-    history_flush_interval_s: float = Field(default=1.0, gt=0, description="How often the outbox is pushed to the database.")
+    history_flush_interval_s: float = Field(
+        default=1.0, gt=0,
+        description="How often the outbox is pushed to the database (at once when 500 records wait). A scored group "
+        "is readable by id at once (`GET /rubrics/<id>` reads the outbox too); lists show it after the push.",
+    )
     db_auto_migrate: bool = Field(default=True, description="Run the history migrations at start-up.")
 
     # --- limits ------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def outbox_path(tmp_path):
 
 @pytest.fixture
 async def store(db_url, outbox_path):
-    # A long interval: only record() wakes the flusher, so flush() counts are deterministic.
+    # A long interval: the flusher drains only when a full batch (500) waits, so flush() counts are
+    # deterministic.
     s = await HistoryStore.open(db_url, outbox_path, flush_interval_s=3600)
     yield s
     await s.close()

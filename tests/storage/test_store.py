@@ -49,16 +49,47 @@ async def test_same_id_twice_is_one_row(store):
     assert_same_record(records[0], first)
 
 
-async def test_background_flusher_delivers_without_flush(store):
-    sent = make_record()
-    await store.record(sent)
-    for _ in range(200):
+async def _listed_within(store, seconds: float) -> list[dict]:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
         records, _ = await store.list()
-        if records:
-            break
+        if records or asyncio.get_running_loop().time() > deadline:
+            return records
         await asyncio.sleep(0.025)
-    assert [r["id"] for r in records] == [sent["id"]]
-    assert store.outbox_depth() == 0
+
+
+async def test_background_flusher_delivers_within_the_interval(db_url, outbox_path):
+    store = await HistoryStore.open(db_url, outbox_path, flush_interval_s=0.2)
+    try:
+        sent = make_record()
+        await store.record(sent)
+        assert (await store.get(sent["id"]))["id"] == sent["id"]  # readable at once, from the outbox
+        records = await _listed_within(store, 5.0)
+        assert [r["id"] for r in records] == [sent["id"]]
+        assert store.outbox_depth() == 0
+    finally:
+        await store.close()
+
+
+async def test_a_full_batch_wakes_the_flusher_and_a_single_record_does_not(db_url, outbox_path):
+    # A drain costs milliseconds whatever its size: records wait for the interval, unless a full
+    # batch of them is waiting.
+    store = await HistoryStore.open(db_url, outbox_path, flush_interval_s=3600, flush_batch=2)
+    try:
+        first, second = make_record(1), make_record(2)
+        await store.record(first)
+        assert await _listed_within(store, 0.5) == [] and store.outbox_depth() == 1
+        await store.record(second)
+        records = await _listed_within(store, 5.0)
+        for _ in range(100):  # both arrive in one drain; the list may be read between insert and delete
+            if store.outbox_depth() == 0:
+                break
+            await asyncio.sleep(0.02)
+        records, _ = await store.list()
+        assert sorted(r["id"] for r in records) == sorted([first["id"], second["id"]])
+        assert store.outbox_depth() == 0
+    finally:
+        await store.close()
 
 
 async def test_close_flushes_what_is_waiting(db_url, tmp_path):
