@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii
 
 from .types import Criterion, Group, GroupOptions, Reference, Verdict
 
@@ -132,6 +134,25 @@ def verdict_key(
     judge_model: str, prompt_version: str, stage: str, subject: str, rollout: str, temperature: float, seed: int | None
 ) -> str:
     return "verdict:" + _digest([judge_model, prompt_version, stage, subject, _text_digest(rollout), temperature, seed])
+
+
+def verdict_keys(
+    judge_model: str, prompt_version: str, stage: str, temperature: float, seed: int | None
+) -> Callable[[str, str], str]:
+    """``verdict_key`` with what a group's verdicts share bound: ``keys(subject, rollout)`` is the
+    same string, without a JSON encoding of the whole payload per verdict. A JSON list is its
+    items' encodings joined by ", " (compact separators are not used here), so the shared items
+    are encoded once, the subject per call, and the rollout's digest is hex (no escaping)."""
+    head = _KEY_JSON.encode([judge_model, prompt_version, stage])[:-1] + ", "  # '["m", "v", "s", '
+    tail = '", ' + _KEY_JSON.encode([temperature, seed])[1:]  # '", 0.0, null]'
+    encode = _KEY_JSON.encode
+    sha256 = hashlib.sha256
+
+    def key(subject: str, rollout: str) -> str:
+        text = head + (encode_basestring_ascii(subject) if type(subject) is str else encode(subject)) + ', "'
+        return "verdict:" + sha256((text + _text_digest(rollout) + tail).encode()).hexdigest()
+
+    return key
 
 
 def canary_key(fingerprint: str, index: int) -> str:

@@ -31,9 +31,20 @@ _FENCE = re.compile(r"(?:<|&lt;|\uff1c)\s*(/?)\s*(response|reference)\s*(?:>|&gt
 TOP_LOGPROBS = 10
 
 
+def _fence_tag(m: re.Match) -> str:
+    return f"\u2039{m.group(1)}{m.group(2)}\u203a"
+
+
+@lru_cache(maxsize=1024)
 def fence(text: str) -> str:
-    """Neutralise look-alikes of the tags that delimit data in judge prompts."""
-    return _FENCE.sub(lambda m: f"\u2039{m.group(1)}{m.group(2)}\u203a", text.strip())
+    """Neutralise look-alikes of the tags that delimit data in judge prompts. Cached: a rollout
+    is fenced for its canary and for its rubric verdicts (and again on a regeneration)."""
+    text = text.strip()
+    # Every match starts with "<", "&" (of "&lt;", any case) or a full-width "<": text without
+    # them (most rollouts) skips the regex, whose leading alternation is tried at every character.
+    if "<" not in text and "&" not in text and "\uff1c" not in text:
+        return text
+    return _FENCE.sub(_fence_tag, text)
 
 
 def parse_yes_no(text: str) -> bool | None:
@@ -84,20 +95,59 @@ def verdict_variants(prompts) -> list[str]:
     return sorted(name[: -len(".user")] for name in prompts.templates if name.startswith("verdict") and name.endswith(".user"))
 
 
+_VERDICT_PARTS: dict[tuple[str, str], tuple[str, tuple[str, str, str] | None]] = {}
+
+
+def _verdict_parts(ctx: GroupContext, variant: str) -> tuple[str, tuple[str, str, str] | None]:
+    """A verdict variant's system text, and its user template as (before the response, between
+    the response and the criterion, after the criterion) when it has exactly that shape (else
+    None: rendered by ``PromptSet.render``, with its checks). Once per prompt-set version."""
+    key = (ctx.prompts.version, variant)
+    parts = _VERDICT_PARTS.get(key)
+    if parts is None:
+        prompts = ctx.prompts
+        system = f"{variant}.system" if f"{variant}.system" in prompts.templates else "verdict.system"
+        pieces = prompts.pieces(f"{variant}.user") if f"{variant}.user" in prompts.templates else None
+        split = None
+        if pieces is not None and len(pieces) == 5 and pieces[1] == "response" and pieces[3] == "criterion":
+            split = (pieces[0], pieces[2], pieces[4])
+        parts = _VERDICT_PARTS[key] = (_static(ctx, system), split)
+    return parts
+
+
 def verdict_messages(
     ctx: GroupContext, response: str, criterion: str, *, fenced: str | None = None, variant: str = "verdict"
 ) -> list[dict[str, str]]:
     """``fenced``: ``fence(response)`` when the caller already has it (one per rollout, not per
     criterion). ``variant``: a paraphrase of the verdict prompt (``verdict_p1``, ...)."""
-    prompts = ctx.prompts
-    system = f"{variant}.system" if f"{variant}.system" in prompts.templates else "verdict.system"
-    return [
-        {"role": "system", "content": _static(ctx, system)},
-        {
-            "role": "user",
-            "content": prompts.render(f"{variant}.user", response=fence(response) if fenced is None else fenced, criterion=criterion),
-        },
-    ]
+    system, split = _verdict_parts(ctx, variant)
+    if fenced is None:
+        fenced = fence(response)
+    if split is None:
+        user = ctx.prompts.render(f"{variant}.user", response=fenced, criterion=criterion)
+    else:
+        user = split[0] + fenced + split[1] + criterion + split[2]
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def verdict_conversations(
+    ctx: GroupContext, fenced: list[str], criteria: list[str], *, variant: str = "verdict"
+) -> list[list[dict[str, str]]]:
+    """``verdict_messages(ctx, _, c, fenced=f, variant=variant)`` for every fenced rollout ``f``
+    and criterion ``c``, rollout-major; each rollout's part of the prompt is built once, not once
+    per criterion."""
+    system, split = _verdict_parts(ctx, variant)
+    if split is None:
+        return [verdict_messages(ctx, f, c, fenced=f, variant=variant) for f in fenced for c in criteria]
+    before, between, after = split
+    tails = [c + after for c in criteria]
+    conversations = []
+    for f in fenced:
+        head = before + f + between
+        conversations.extend(
+            [{"role": "system", "content": system}, {"role": "user", "content": head + tail}] for tail in tails
+        )
+    return conversations
 
 
 def equivalence_messages(ctx: GroupContext, reference: str, response: str) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .aggregators import AGGREGATORS
 from .aggregators.scrl import SCRL_REWARD
@@ -26,7 +27,7 @@ from .caching import (
     group_fingerprint,
     prompt_rubric_key,
     reference_key,
-    verdict_key,
+    verdict_keys,
 )
 from .concurrency import gather_bounded
 from .context import GroupContext
@@ -34,7 +35,7 @@ from .diagnostics import diagnose, is_flat
 from .errors import InvalidGroup
 from .fused import fused_reference_and_rubric
 from .aggregation import Uncomputable, aggregate, scoring_record
-from .judge import equivalence_messages, fence, judge_all, verdict_messages, verdict_variants
+from .judge import equivalence_messages, fence, judge_all, verdict_conversations, verdict_variants
 from .length_penalty import apply_length_penalty, count_rollout_tokens
 from .verdict_ensemble import combine, disagreement
 from .hacking import JUDGED_MODES, UNRELIABLE, Canaries, apply_hacking_policy, wants_canary
@@ -66,9 +67,9 @@ class CacheTTLs:
     rubric_reuse_s: float = 3600
 
 
-@dataclass(frozen=True)
-class _Ask:
-    """One verdict to obtain: its prompt, and what identifies it in the cache."""
+class _Ask(NamedTuple):
+    """One verdict to obtain: its prompt, and what identifies it in the cache. (A tuple: a group
+    builds G x n of them.)"""
 
     messages: list[dict[str, str]]
     criterion_id: str
@@ -424,26 +425,24 @@ class CaTPipeline:
         client = self.roles.named_judge(member.judge)
         assert client is not None  # validated
         key_stage = stage if member == DEFAULT_MEMBER else f"{stage}@{member.name}"
-        keys = [
-            verdict_key(client.model, self.prompts.version, key_stage, a.subject, a.rollout, opts.judge_temperature, opts.seed)
-            for a in asks
-        ]
+        key = verdict_keys(client.model, self.prompts.version, key_stage, opts.judge_temperature, opts.seed)
+        keys = [key(a.subject, a.rollout) for a in asks]
         found: list[Verdict | None] = [None] * len(asks)
         if cache is not None:
             for i, entry in enumerate(await cache.get_many(keys)):
                 if entry is not None:
                     found[i] = decode_verdict(entry, asks[i].criterion_id)
-            hits = sum(v is not None for v in found)
+            hits = len(found) - found.count(None)
             if hits:
                 ctx.usage.cache_hits["verdict"] = hits
-        missing = [i for i, v in enumerate(found) if v is None]
+            missing = [i for i, v in enumerate(found) if v is None]
+        else:
+            missing = list(range(len(asks)))
         extra = canary.asks if canary is not None else []  # the canaries ride in the same call
-        asked = await judge_all(
-            ctx,
-            [(asks[i].messages, asks[i].criterion_id) for i in missing] + extra,
-            stage,
-            None if client is self.roles.judge else client,
-        )
+        todo = [(a.messages, a.criterion_id) for a in asks] if len(missing) == len(asks) else [
+            (asks[i].messages, asks[i].criterion_id) for i in missing
+        ]
+        asked = await judge_all(ctx, todo + extra, stage, None if client is self.roles.judge else client)
         if canary is not None:
             await self._settle(canary, asked[len(missing):])
             asked = asked[: len(missing)]
@@ -464,15 +463,14 @@ class CaTPipeline:
         carrier = next((m for m in members if m.judge == DEFAULT_MEMBER.judge), None) if canary is not None else None
         if canary is not None and carrier is None:
             canary.completed.set_result(await canary.ask_alone())
-        fenced = [fence(r) for r in ctx.group.rollouts]
+        rollouts = ctx.group.rollouts
+        fenced = [fence(r) for r in rollouts]
+        texts = [c.text for c in rubric]
 
         def asks(member: EnsembleMember) -> list[_Ask]:
             # Rollout-major order: each rollout's criteria are asked back to back, sharing a prefix.
-            return [
-                _Ask(verdict_messages(ctx, rollout, c.text, fenced=f, variant=member.prompt), c.id, c.text, rollout)
-                for rollout, f in zip(ctx.group.rollouts, fenced)
-                for c in rubric
-            ]
+            conversations = iter(verdict_conversations(ctx, fenced, texts, variant=member.prompt))
+            return [_Ask(next(conversations), c.id, c.text, rollout) for rollout in rollouts for c in rubric]
 
         def carried(m: EnsembleMember) -> Canaries | None:
             return canary if m is carrier else None

@@ -43,6 +43,14 @@ class PromptSet:
         # pieces alternate literal text and placeholder names: literal, name, literal, ..., literal
         return "".join(piece if i % 2 == 0 else values[piece] for i, piece in enumerate(pieces))
 
+    def pieces(self, template: str) -> tuple[str, ...]:
+        """A template's literal pieces and placeholder names, alternating (literal, name, ...,
+        literal): for callers that render one template many times with parts of it shared."""
+        try:
+            return _compile(self.templates[template])[0]
+        except KeyError:
+            raise PromptError(f"prompt set {self.name!r} has no template {template!r}") from None
+
 
 @lru_cache(maxsize=256)
 def _compile(text: str) -> tuple[tuple[str, ...], frozenset[str]]:
