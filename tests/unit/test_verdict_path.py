@@ -148,3 +148,150 @@ def test_an_unknown_variant_raises_as_render_does():
         verdict_conversations(ctx, ["f"], ["c"], variant="verdict_zz")
     with pytest.raises(PromptError, match="has no template 'verdict_zz.user'"):
         verdict_messages(ctx, "r", "c", variant="verdict_zz")
+
+
+# --- rendering with the chat template -----------------------------------------------------------
+from cat_reward.backends.chat_template import TemplateSkeleton  # noqa: E402
+
+SKELETON = TemplateSkeleton(
+    roles=("system", "user"),
+    pieces=("<|im_start|>system\n", "<|im_end|>\n<|im_start|>user\n", "<|im_end|>\n<|im_start|>assistant\n"),
+)
+
+
+def conversations():
+    systems = ["You are a strict grader.", "  spaced system  ", "\u00e9"]
+    return [
+        [{"role": "system", "content": s}, {"role": "user", "content": u}]
+        for s in systems
+        for u in ["Response:\n<response>\nx\n</response>", "  padded user \n", ""]
+    ]
+
+
+@pytest.mark.parametrize("strip", [False, True])
+def test_render_many_is_render_of_each(strip):
+    skeleton = SKELETON.stripping() if strip else SKELETON
+    convs = conversations()
+    assert skeleton.render_many(convs) == [skeleton.render(m) for m in convs]
+
+
+def test_render_many_leaves_other_roles_to_the_caller():
+    convs = conversations()[:2]
+    other = [[{"role": "user", "content": "alone"}], [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]]
+    assert SKELETON.render_many([other[0], convs[0], other[1], convs[1]]) == [
+        None, SKELETON.render(convs[0]), None, SKELETON.render(convs[1])
+    ]
+    three = TemplateSkeleton(roles=("system", "user", "assistant"), pieces=("<", "|", "|", ">"))
+    convo3 = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
+    assert three.render_many([convo3, convs[0]]) == ["<s|u|a>", None]
+
+
+@pytest.mark.anyio
+async def test_render_prompts_of_mixed_roles_equal_the_servers_template():
+    from .fake_vllm import FakeVLLM, chatml
+    from .test_yes_no_scoring import client
+
+    llm = client(FakeVLLM())
+    mixed = [*conversations()[:3], [{"role": "user", "content": "no system"}], *conversations()[3:5]]
+    assert await llm.render_prompts(mixed) == [chatml(m) for m in mixed]
+    assert await llm.render_prompts([]) == []
+
+
+# --- frozen dataclasses built without __setattr__ ----------------------------------------------
+from dataclasses import dataclass, field, fields  # noqa: E402
+
+from cat_reward.engine.judge import frozen_constructor  # noqa: E402
+from cat_reward.engine.ports import YesNoScore  # noqa: E402
+from cat_reward.engine.types import Verdict  # noqa: E402
+
+
+def same_instance(a, b) -> bool:
+    return type(a) is type(b) and a == b and list(vars(a).items()) == list(vars(b).items()) and repr(a) == repr(b)
+
+
+def test_frozen_constructor_builds_what_init_builds():
+    make = frozen_constructor(Verdict)
+    assert make is not Verdict
+    for args, kwargs in [
+        (("c1",), {"met": True, "p_yes": 0.25, "raw": "Yes", "attempts": 1}),
+        (("c2", None), {}),
+        (("c3", False, None, None, 2, "verdict_unparseable", True), {}),
+        ((), {"criterion_id": "c4", "met": True, "cached": True, "spread": 0.5}),
+    ]:
+        built, expected = make(*args, **kwargs), Verdict(*args, **kwargs)
+        assert same_instance(built, expected) and hash(built) == hash(expected)
+    with pytest.raises(TypeError):
+        make(met=True)  # the criterion id is required, as in __init__
+    score = frozen_constructor(YesNoScore)
+    assert same_instance(score("yes", {"yes": -0.1}, "m", 3, 1, "b-1"), YesNoScore("yes", {"yes": -0.1}, "m", 3, 1, "b-1"))
+    assert [f.name for f in fields(YesNoScore)] == list(vars(score("no", {}, "m")))
+
+
+def test_frozen_constructor_keeps_init_where_init_does_more():
+    @dataclass(frozen=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self):
+            if self.x < 0:
+                raise ValueError("negative")
+
+    @dataclass(frozen=True)
+    class Factory:
+        items: list = field(default_factory=list)
+
+    @dataclass(frozen=True)
+    class KwOnly:
+        x: int = field(kw_only=True)
+
+    for cls in (Checked, Factory, KwOnly):
+        assert frozen_constructor(cls) is cls
+
+
+# --- the memory cache's copies, the resilient cache's counts -----------------------------------
+from cat_reward.cache.memory import MemoryCache  # noqa: E402
+from cat_reward.cache.resilient import ResilientCache  # noqa: E402
+from cat_reward.metrics import CACHE_REQUESTS  # noqa: E402
+
+
+@pytest.mark.anyio
+async def test_memory_cache_copies_flat_and_nested_entries():
+    cache = MemoryCache()
+    flat = {"met": True, "p_yes": 0.5, "raw": "yes", "attempts": 1}
+    nested = {"reference": {"text": "t", "details": {"a": [1, 2]}}, "rubric": [{"id": "c1"}]}
+    await cache.set_many({"verdict:a": flat, "reference:b": nested}, 60)
+    flat["met"] = False
+    nested["reference"]["details"]["a"].append(3)
+    got_flat, got_nested = await cache.get_many(["verdict:a", "reference:b"])
+    assert got_flat == {"met": True, "p_yes": 0.5, "raw": "yes", "attempts": 1}
+    assert got_nested == {"reference": {"text": "t", "details": {"a": [1, 2]}}, "rubric": [{"id": "c1"}]}
+    got_flat["raw"] = "no"
+    got_nested["rubric"][0]["id"] = "changed"
+    again_flat, again_nested = await cache.get_many(["verdict:a", "reference:b"])
+    assert again_flat["raw"] == "yes" and again_nested["rubric"][0]["id"] == "c1"
+
+
+def counted(kind: str, result: str) -> float:
+    return CACHE_REQUESTS.labels(kind=kind, result=result)._value.get()
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["vpkind:1", "vpkind:2", "vpkind:3"],  # one kind
+        ["vpkind:1", "vpother:2", "vpkind:3"],  # two kinds
+        ["vpkind:1", "vpbare", "vpkind:3"],  # a key without a kind
+        ["vpbare", "vpkind:2"],
+    ],
+)
+@pytest.mark.anyio
+async def test_resilient_cache_counts_hits_and_misses_per_kind(keys):
+    inner = MemoryCache()
+    await inner.set_many({keys[0]: {"x": 1}}, 60)
+    names = {k.split(":", 1)[0] for k in keys}
+    before = {(n, r): counted(n, r) for n in names for r in ("hit", "miss")}
+    await ResilientCache(inner).get_many(keys)
+    expected = {(n, r): 0 for n in names for r in ("hit", "miss")}
+    for i, key in enumerate(keys):
+        expected[(key.split(":", 1)[0], "hit" if i == 0 else "miss")] += 1
+    assert {k: counted(*k) - before[k] for k in before} == expected

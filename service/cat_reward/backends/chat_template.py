@@ -77,6 +77,29 @@ class TemplateSkeleton:
             parts.append(piece)
         return "".join(parts)
 
+    def render_many(self, conversations: list[list[dict[str, str]]]) -> list[str | None]:
+        """``render`` of each conversation with this skeleton's roles, None for the others. The
+        text up to the last message's content is built once per distinct first message (a
+        group's verdicts share their system message): the same strings, fewer steps."""
+        if len(self.roles) != 2:
+            return [self.render(m) if tuple(x["role"] for x in m) == self.roles else None for m in conversations]
+        first_role, last_role = self.roles
+        start, middle, end = self.pieces
+        strip = self.strip
+        heads: dict[str, str] = {}
+        rendered: list[str | None] = []
+        for messages in conversations:
+            if len(messages) != 2 or messages[0]["role"] != first_role or messages[1]["role"] != last_role:
+                rendered.append(None)
+                continue
+            first = messages[0]["content"]
+            head = heads.get(first)
+            if head is None:
+                head = heads[first] = start + (first.strip() if strip else first) + middle
+            last = messages[1]["content"]
+            rendered.append(head + (last.strip() if strip else last) + end)
+        return rendered
+
 
 def probe_messages(roles: Roles, contents: list[str]) -> list[dict[str, str]]:
     return [{"role": role, "content": content} for role, content in zip(roles, contents)]

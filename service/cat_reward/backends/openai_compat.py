@@ -44,6 +44,7 @@ from typing import Literal
 import httpx
 
 from ..engine.errors import LLMBadResponse, LLMRequestRejected, LLMUnavailable
+from ..engine.judge import frozen_constructor
 from ..engine.ports import ChatRequest, ChatResult, ScoringUnavailable, YesNoScore
 from .chat_template import CHECK_CONTENT, TemplateMismatch, TemplateSkeleton, probe_messages, sentinels
 from .coalescer import Coalescer
@@ -473,11 +474,17 @@ class OpenAICompatClient:
     async def render_prompts(self, conversations: list[list[dict[str, str]]]) -> list[str]:
         """Each conversation rendered as the backend's chat endpoint would (its chat template,
         with the generation prompt). Raises ``ScoringUnavailable`` when that cannot be reproduced."""
-        rendered = []
-        for messages in conversations:
-            skeleton = await self._skeleton(tuple(m["role"] for m in messages))
-            rendered.append(skeleton.render(messages))
-        return rendered
+        if not conversations:
+            return []
+        # The common case: every conversation has the first one's roles (a group's verdicts).
+        first = await self._skeleton(tuple(m["role"] for m in conversations[0]))
+        rendered = first.render_many(conversations)
+        if None in rendered:
+            for i, text in enumerate(rendered):
+                if text is None:
+                    messages = conversations[i]
+                    rendered[i] = (await self._skeleton(tuple(m["role"] for m in messages))).render(messages)
+        return rendered  # type: ignore[return-value]
 
     async def _skeleton(self, roles: tuple[str, ...]) -> TemplateSkeleton:
         entry = self._skeletons.get(roles)
@@ -600,21 +607,14 @@ class OpenAICompatClient:
             usage = data.get("usage") or {}
             shares = _apportion(int(usage.get("prompt_tokens") or 0), [len(p) for p in prompts])
             scores = []
+            model = data.get("model", self.model)
+            top_k = self._logprob_mode == "top_k"
             for choice, prompt_tokens in zip(choices, shares):
                 text = choice.get("text") or ""
                 top = _first_position(choice.get("logprobs"), text)
-                if self._logprob_mode == "top_k":  # keep what the chat path's P(yes) sees: the choices
+                if top_k:  # keep what the chat path's P(yes) sees: the choices
                     top = {t: v for t, v in top.items() if t in answers or t == text}
-                scores.append(
-                    YesNoScore(
-                        text=text,
-                        top_logprobs=top,
-                        model=data.get("model", self.model),
-                        prompt_tokens=prompt_tokens,
-                        completion_tokens=1 if text else 0,
-                        batch_id=batch_id,
-                    )
-                )
+                scores.append(_score(text, top, model, prompt_tokens, 1 if text else 0, batch_id))
             return scores
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
             raise LLMBadResponse(f"{self.role} backend sent unreadable completions logprobs: {exc!r}", role=self.role) from exc
@@ -645,6 +645,9 @@ class OpenAICompatClient:
             except LLMUnavailable:
                 pass
         return result
+
+
+_score = frozen_constructor(YesNoScore)  # a batch parses one per prompt
 
 
 def _apportion(total: int, weights: list[int]) -> list[int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from itertools import repeat
 
 from ..metrics import CACHE_ERRORS, CACHE_REQUESTS
 
@@ -23,6 +24,19 @@ def _count(keys: list[str], outcomes: list[str]) -> None:
     counts: Counter = Counter(zip(map(_kind, keys), outcomes))
     for (kind, outcome), n in counts.items():
         CACHE_REQUESTS.labels(kind=kind, result=outcome).inc(n)
+
+
+def _count_found(keys: list[str], found: list[dict | None]) -> None:
+    """``_count`` of hits and misses; keys of one kind (a group's verdicts) without a step per key."""
+    colon = keys[0].find(":")
+    prefix = keys[0][: colon + 1]
+    if colon < 0 or len(found) != len(keys) or not all(map(str.startswith, keys, repeat(prefix))):
+        _count(keys, ["hit" if value is not None else "miss" for value in found])
+        return
+    misses = found.count(None)
+    for outcome, n in (("hit", len(found) - misses), ("miss", misses)):
+        if n:
+            CACHE_REQUESTS.labels(kind=prefix[:-1], result=outcome).inc(n)
 
 
 class ResilientCache:
@@ -57,7 +71,7 @@ class ResilientCache:
             self._failed("get", exc)
             _count(keys, ["error"] * len(keys))
             return [None] * len(keys)
-        _count(keys, ["hit" if value is not None else "miss" for value in found])
+        _count_found(keys, found)
         return found
 
     async def set_many(self, items: dict[str, dict], ttl_s: float) -> None:

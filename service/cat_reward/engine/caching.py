@@ -22,6 +22,7 @@ from dataclasses import asdict
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 
+from .judge import frozen_constructor
 from .types import Criterion, Group, GroupOptions, Reference, Verdict
 
 # Options that change what a group's reference/rubric/rewards are (performance knobs are left out).
@@ -199,13 +200,16 @@ def encode_verdict(verdict: Verdict) -> dict:
     return {"met": verdict.met, "p_yes": verdict.p_yes, "raw": verdict.raw, "attempts": verdict.attempts}
 
 
+_verdict = frozen_constructor(Verdict)  # a cached group decodes G x n of them
+
+
 def decode_verdict(entry: dict, criterion_id: str) -> Verdict | None:
     try:
         met = entry["met"]
         if not isinstance(met, bool):
             return None
         p = entry.get("p_yes")
-        return Verdict(
+        return _verdict(
             criterion_id=criterion_id,
             met=met,
             p_yes=None if p is None else float(p),

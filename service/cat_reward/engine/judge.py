@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import MISSING, fields, is_dataclass
 from functools import lru_cache
 
 from .concurrency import gather_bounded
@@ -24,11 +25,45 @@ from .context import GroupContext
 from .ports import ChatRequest, ChatResult, ScoringUnavailable
 from .types import Verdict
 
+def frozen_constructor(cls):
+    """A constructor for the frozen dataclass ``cls`` with ``__init__``'s signature and result (the
+    same fields in ``__dict__``, in the same order) that fills ``__dict__`` at once instead of one
+    ``object.__setattr__`` per field: about 1 us instead of 3 on the judge host, and the verdict
+    path builds G x n scores and verdicts per group. ``cls`` itself when its ``__init__`` does
+    more (``__post_init__``, default factories, fields outside ``__init__``, keyword-only or
+    slotted fields)."""
+    fs = fields(cls)
+    if (
+        not is_dataclass(cls)
+        or hasattr(cls, "__post_init__")
+        or "__slots__" in vars(cls)
+        or any(f.default_factory is not MISSING or not f.init or f.kw_only for f in fs)
+    ):
+        return cls
+    namespace = {"_cls": cls, "_new": object.__new__, "_set": object.__setattr__}
+    params = []
+    for f in fs:
+        if f.default is MISSING:
+            params.append(f.name)
+        else:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+    body = ", ".join(f"{f.name!r}: {f.name}" for f in fs)
+    source = f"def make({', '.join(params)}):\n    obj = _new(_cls)\n    _set(obj, '__dict__', {{{body}}})\n    return obj\n"
+    exec(source, namespace)  # noqa: S102 - generated from the class's own field names, as dataclasses does
+    make = namespace["make"]
+    make.__doc__ = f"{cls.__name__}(...), built without its per-field __setattr__."
+    return make
+
+
 YES_NO = ("yes", "no")
 _WORD = re.compile(r"[a-z]+")
 # The fence tags, and what could pass for them: spaced, HTML-escaped, full-width brackets.
 _FENCE = re.compile(r"(?:<|&lt;|\uff1c)\s*(/?)\s*(response|reference)\s*(?:>|&gt;|\uff1e)", re.IGNORECASE)
 TOP_LOGPROBS = 10
+_verdict = frozen_constructor(Verdict)
+_MINUS_INF = -math.inf
+_exp = math.exp
 
 
 def _fence_tag(m: re.Match) -> str:
@@ -67,16 +102,25 @@ def _token_class(token: str) -> str | None:
 
 def p_yes(top_logprobs: list[dict[str, float]] | None) -> float | None:
     """P(yes) / (P(yes) + P(no)) at the first generated position that offers either."""
-    for position in top_logprobs or []:
-        mass = {"yes": 0.0, "no": 0.0}
-        for token, logprob in position.items():
-            cls = _token_class(token)
-            if cls is not None and logprob is not None and logprob > -math.inf:
-                mass[cls] += math.exp(logprob)
-        total = mass["yes"] + mass["no"]
-        if total > 0:
-            return mass["yes"] / total
+    for position in top_logprobs or ():
+        probability = _position_p_yes(position)
+        if probability is not None:
+            return probability
     return None
+
+
+def _position_p_yes(position: dict[str, float]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) at one position, None if it offers neither."""
+    yes = no = 0.0
+    for token, logprob in position.items():
+        cls = _token_class(token)
+        if cls is not None and logprob is not None and logprob > _MINUS_INF:
+            if cls == "yes":
+                yes += _exp(logprob)
+            else:
+                no += _exp(logprob)
+    total = yes + no
+    return yes / total if total > 0 else None
 
 
 _STATIC: dict[tuple[str, str], str] = {}
@@ -245,13 +289,14 @@ async def judge_all(
     verdicts: list[Verdict | None] = []
     retry = []
     for i, ((_, cid), score) in enumerate(zip(asks, scores)):
-        met = token_verdict(score.text)
-        probability = p_yes([score.top_logprobs])
-        if met is None:
+        text = score.text
+        cls = _token_class(text)  # token_verdict's class
+        probability = _position_p_yes(score.top_logprobs)  # p_yes of the one position
+        if cls is None:
             verdicts.append(None)
-            retry.append((i, (score.text, probability)))
+            retry.append((i, (text, probability)))
         else:
-            verdicts.append(Verdict(cid, met=met, p_yes=probability, raw=score.text, attempts=1))
+            verdicts.append(_verdict(cid, met=cls == "yes", p_yes=probability, raw=text, attempts=1))
     if retry:
         again = await gather_bounded(
             [
