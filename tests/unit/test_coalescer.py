@@ -83,6 +83,18 @@ async def test_a_cancelled_caller_is_not_sent_and_does_not_hurt_others():
     assert co.queued == 0
 
 
+async def test_a_cancelled_callers_items_leave_a_shared_batch_in_order():
+    backend = Backend()
+    co = Coalescer(backend.send, max_batch=100, max_wait_s=0.05, max_inflight=1)
+    first = asyncio.ensure_future(co.submit("k", ["a1", "a2"]))
+    gone = asyncio.ensure_future(co.submit("k", ["b1", "b2", "b3"]))
+    last = asyncio.ensure_future(co.submit("k", ["c1", "c2"]))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await first == ["k:a1", "k:a2"] and await last == ["k:c1", "k:c2"]
+    assert backend.batches == [("k", ["a1", "a2", "c1", "c2"])]
+
+
 async def test_inflight_batches_are_bounded():
     backend = Backend(delay_s=0.02)
     co = Coalescer(backend.send, max_batch=1, max_wait_s=0, max_inflight=2)

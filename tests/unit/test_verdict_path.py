@@ -295,3 +295,63 @@ async def test_resilient_cache_counts_hits_and_misses_per_kind(keys):
     for i, key in enumerate(keys):
         expected[(key.split(":", 1)[0], "hit" if i == 0 else "miss")] += 1
     assert {k: counted(*k) - before[k] for k in before} == expected
+
+
+# --- a group's options in its keys, field by field ---------------------------------------------
+from dataclasses import asdict  # noqa: E402
+
+from cat_reward.engine import caching  # noqa: E402
+from cat_reward.engine.types import (  # noqa: E402
+    EnsembleMember,
+    GroupOptions,
+    ImportanceWeights,
+    LengthPenalty,
+    Sampling,
+)
+
+OPTION_VARIANTS = [
+    GroupOptions(),
+    GroupOptions(seed=7, judge_temperature=0.3, answer_extractors=("boxed",), reuse_rubric=True),
+    GroupOptions(
+        synthesis=Sampling(temperature=0.2, top_p=None, max_tokens=99),
+        rubric_prompt="weighted",
+        aggregation="weighted",
+        weights=ImportanceWeights(essential=5.0),
+        essential_factor=0.25,
+        length_penalty=LengthPenalty(max_tokens=100, penalty=0.1),
+        ensemble=(EnsembleMember(), EnsembleMember(prompt="verdict_p1")),
+        injection_policy="flag",
+        fused=True,
+    ),
+    GroupOptions(judge_temperature=float("nan"), seed=2**70),
+]
+
+
+@pytest.mark.parametrize("options", OPTION_VARIANTS)
+def test_option_subsets_equal_those_of_asdict(options):
+    group = Group(prompt="p", rollouts=["a", "b"], mode="rubric", options=options)
+    full = asdict(options)
+    names = caching._RESULT_OPTIONS + caching._RUBRIC_OPTIONS + caching._LATER_RESULT_OPTIONS
+    assert caching._options(group, names) == {name: full[name] for name in names}
+    assert repr(caching._options(group, names)) == repr({name: full[name] for name in names})  # tuples stay tuples
+    later = caching._later(group, caching._LATER_RESULT_OPTIONS)
+    expected = {n: full[n] for n in caching._LATER_RESULT_OPTIONS if full[n] != caching._DEFAULT_OPTIONS[n]}
+    assert repr(later) == repr(expected)
+    old_fp = caching._digest(
+        {
+            **caching._fused(group),
+            **expected,
+            **caching._anchor_reads_flagged(group),
+            "prompt": group.prompt,
+            "rollouts": group.rollouts,
+            "mode": group.mode,
+            "reference": group.reference,
+            "rubric": None,
+            "token_logprobs": group.token_logprobs,
+            "options": {name: full[name] for name in caching._RESULT_OPTIONS},
+            "anchor_model": "a",
+            "judge_model": "j",
+            "prompt_version": "v",
+        }
+    )
+    assert caching.group_fingerprint(group, "a", "j", "v") == old_fp

@@ -15,6 +15,8 @@ group). If ``send`` itself raises, every caller in the batch gets the error.
 from __future__ import annotations
 
 import asyncio
+from itertools import count, repeat
+from operator import itemgetter
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -51,6 +53,7 @@ class _Ticket:
 
 
 Entry = tuple  # (item, _Ticket, index in its submit call)
+_ITEM, _TICKET = itemgetter(0), itemgetter(1)
 
 
 class Coalescer(Generic[K, T, R]):
@@ -85,7 +88,7 @@ class Coalescer(Generic[K, T, R]):
         loop = asyncio.get_running_loop()
         ticket = _Ticket(loop.create_future(), len(items))
         queue = self._pending.setdefault(key, [])
-        queue.extend((item, ticket, i) for i, item in enumerate(items))
+        queue.extend(zip(items, repeat(ticket), count()))  # (item, ticket, index), without a step per item
         while len(queue) >= self.max_batch:
             self._launch(key, queue[: self.max_batch])
             del queue[: self.max_batch]
@@ -141,12 +144,14 @@ class Coalescer(Generic[K, T, R]):
             self._blocked -= len(entries)
             self._changed()
         try:
-            live = [entry for entry in entries if not entry[1].future.done()]
+            # A batch holds the items of a few callers: whether each is still waiting, once per caller.
+            gone = {ticket for ticket in set(map(_TICKET, entries)) if ticket.future.done()}
+            live = [entry for entry in entries if entry[1] not in gone] if gone else entries
             if not live:
                 return
             self.batches_sent += 1
             try:
-                results = await self._send(key, [item for item, _, _ in live])
+                results = await self._send(key, list(map(_ITEM, live)))
                 if len(results) != len(live):
                     raise RuntimeError(f"a batch of {len(live)} items came back with {len(results)} results")
             except BaseException as exc:  # noqa: BLE001 - every waiter gets the batch's error

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 
@@ -53,9 +53,26 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(_KEY_JSON.encode(payload).encode()).hexdigest()
 
 
+_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+@dataclass(frozen=True)
+class _Box:
+    value: object
+
+
+def _option(options: GroupOptions, name: str):
+    """``asdict(options)[name]``, converting that one field only (a group's key names a few of
+    its ~30 options: a whole ``asdict`` per key was most of a fingerprint's cost)."""
+    value = getattr(options, name)
+    if type(value) in _SCALARS:
+        return value  # asdict deep-copies it: the same object
+    return asdict(_Box(value))["value"]  # dataclasses, tuples of them, ...: as asdict converts them
+
+
 def _options(group: Group, names: tuple[str, ...]) -> dict:
-    full = asdict(group.options)
-    return {name: full[name] for name in names}
+    options = group.options
+    return {name: _option(options, name) for name in names}
 
 
 def _fused(group: Group) -> dict:
@@ -70,8 +87,9 @@ _LATER_RESULT_OPTIONS = ("rubric_prompt", "aggregation", "weights", "essential_f
 
 
 def _later(group: Group, names: tuple[str, ...]) -> dict:
-    full = asdict(group.options)
-    return {name: full[name] for name in names if full[name] != _DEFAULT_OPTIONS[name]}
+    options = group.options
+    values = {name: _option(options, name) for name in names}
+    return {name: value for name, value in values.items() if value != _DEFAULT_OPTIONS[name]}
 
 
 def _anchor_reads_flagged(group: Group) -> dict:
@@ -148,10 +166,21 @@ def verdict_keys(
     tail = '", ' + _KEY_JSON.encode([temperature, seed])[1:]  # '", 0.0, null]'
     encode = _KEY_JSON.encode
     sha256 = hashlib.sha256
+    # A group asks n subjects (criteria) of G rollouts: each one's part is encoded once.
+    starts: dict[str, bytes] = {}
+    ends: dict[str, bytes] = {}
 
     def key(subject: str, rollout: str) -> str:
-        text = head + (encode_basestring_ascii(subject) if type(subject) is str else encode(subject)) + ', "'
-        return "verdict:" + sha256((text + _text_digest(rollout) + tail).encode()).hexdigest()
+        start = starts.get(subject) if type(subject) is str else None
+        if start is None:
+            text = head + (encode_basestring_ascii(subject) if type(subject) is str else encode(subject)) + ', "'
+            start = text.encode()
+            if type(subject) is str:
+                starts[subject] = start
+        end = ends.get(rollout)
+        if end is None:
+            end = ends[rollout] = (_text_digest(rollout) + tail).encode()
+        return "verdict:" + sha256(start + end).hexdigest()
 
     return key
 
