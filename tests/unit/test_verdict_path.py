@@ -355,3 +355,18 @@ def test_option_subsets_equal_those_of_asdict(options):
         }
     )
     assert caching.group_fingerprint(group, "a", "j", "v") == old_fp
+
+
+def test_frozen_constructor_keeps_a_class_with_its_own_init():
+    @dataclass(frozen=True, init=False)
+    class Own:
+        x: int
+
+        def __init__(self, x):
+            object.__setattr__(self, "x", x * 2)
+
+    class Plain:
+        pass
+
+    assert frozen_constructor(Own) is Own and Own(2).x == 4
+    assert frozen_constructor(Plain) is Plain

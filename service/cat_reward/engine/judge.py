@@ -25,17 +25,19 @@ from .context import GroupContext
 from .ports import ChatRequest, ChatResult, ScoringUnavailable
 from .types import Verdict
 
+
 def frozen_constructor(cls):
     """A constructor for the frozen dataclass ``cls`` with ``__init__``'s signature and result (the
     same fields in ``__dict__``, in the same order) that fills ``__dict__`` at once instead of one
     ``object.__setattr__`` per field: about 1 us instead of 3 on the judge host, and the verdict
     path builds G x n scores and verdicts per group. ``cls`` itself when its ``__init__`` does
     more (``__post_init__``, default factories, fields outside ``__init__``, keyword-only or
-    slotted fields)."""
+    slotted fields, or an ``__init__`` of its own)."""
+    if not (isinstance(cls, type) and is_dataclass(cls)) or not cls.__dataclass_params__.init:
+        return cls
     fs = fields(cls)
     if (
-        not is_dataclass(cls)
-        or hasattr(cls, "__post_init__")
+        hasattr(cls, "__post_init__")
         or "__slots__" in vars(cls)
         or any(f.default_factory is not MISSING or not f.init or f.kw_only for f in fs)
     ):
@@ -70,10 +72,11 @@ def _fence_tag(m: re.Match) -> str:
     return f"\u2039{m.group(1)}{m.group(2)}\u203a"
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=64)
 def fence(text: str) -> str:
-    """Neutralise look-alikes of the tags that delimit data in judge prompts. Cached: a rollout
-    is fenced for its canary and for its rubric verdicts (and again on a regeneration)."""
+    """Neutralise look-alikes of the tags that delimit data in judge prompts. Cached (a few
+    groups' rollouts: they may be long): a rollout is fenced for its canary, then at once for its
+    rubric verdicts."""
     text = text.strip()
     # Every match starts with "<", "&" (of "&lt;", any case) or a full-width "<": text without
     # them (most rollouts) skips the regex, whose leading alternation is tried at every character.
