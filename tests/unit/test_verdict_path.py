@@ -370,3 +370,22 @@ def test_frozen_constructor_keeps_a_class_with_its_own_init():
 
     assert frozen_constructor(Own) is Own and Own(2).x == 4
     assert frozen_constructor(Plain) is Plain
+
+
+def old_render(prompts: PromptSet, template: str, **values: str) -> str:
+    text = prompts.templates[template]
+    pieces = re.split(r"\{\{([a-z_]+)\}\}", text)
+    return "".join(piece if i % 2 == 0 else values[piece] for i, piece in enumerate(pieces))
+
+
+def test_render_fills_every_template_as_before():
+    prompts = load_prompt_set()
+    for name, text in prompts.templates.items():
+        names = sorted(set(re.findall(r"\{\{([a-z_]+)\}\}", text)))
+        values = {n: f"<{n} caf\u00e9 {{{{x}}}} {i}>" for i, n in enumerate(names)}
+        assert prompts.render(name, **values) == old_render(prompts, name, **values), name
+    one = replace(prompts, templates={"t": "a {{x}} b", "u": "{{x}}", "v": "{{x}}{{y}}{{x}}", "w": "plain"})
+    for name, values in [("t", {"x": "1"}), ("u", {"x": ""}), ("v", {"x": "1", "y": "2"}), ("w", {})]:
+        assert one.render(name, **values) == old_render(one, name, **values)
+    with pytest.raises(PromptError, match="missing \\['x'\\]"):
+        one.render("t")

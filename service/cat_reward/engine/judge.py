@@ -187,14 +187,9 @@ def verdict_conversations(
     if split is None:
         return [verdict_messages(ctx, f, c, fenced=f, variant=variant) for f in fenced for c in criteria]
     before, between, after = split
+    heads = [before + f + between for f in fenced]
     tails = [c + after for c in criteria]
-    conversations = []
-    for f in fenced:
-        head = before + f + between
-        conversations.extend(
-            [{"role": "system", "content": system}, {"role": "user", "content": head + tail}] for tail in tails
-        )
-    return conversations
+    return [[{"role": "system", "content": system}, {"role": "user", "content": head + tail}] for head in heads for tail in tails]
 
 
 def equivalence_messages(ctx: GroupContext, reference: str, response: str) -> list[dict[str, str]]:

@@ -41,7 +41,11 @@ class PromptSet:
                 f"unexpected {sorted(values.keys() - wanted)}"
             )
         # pieces alternate literal text and placeholder names: literal, name, literal, ..., literal
-        return "".join(piece if i % 2 == 0 else values[piece] for i, piece in enumerate(pieces))
+        if len(pieces) == 3:  # one placeholder (a canary's nonce, ...)
+            return pieces[0] + values[pieces[1]] + pieces[2]
+        parts = list(pieces)
+        parts[1::2] = [values[name] for name in pieces[1::2]]
+        return "".join(parts)
 
     def pieces(self, template: str) -> tuple[str, ...]:
         """A template's literal pieces and placeholder names, alternating (literal, name, ...,
