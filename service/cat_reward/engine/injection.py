@@ -426,7 +426,9 @@ _OTHER_SCRIPT_CHARS = frozenset(
 # For each one, its parse tree gives:
 #   - a formula of strings every match contains: ``("any", strings)`` (one of them occurs), "and"
 #     and "or" of formulas, None (nothing known). A text that fails it holds no match of that
-#     alternative, which is not run. The strings of a text are looked up once (``_Lookups``).
+#     alternative, which is not run. The formula is read as clauses (``_clauses``), and the
+#     strings of all formulas that a text holds are found in one go (``_Lookups``, ``_Strings``):
+#     a clause is then a set operation.
 #   - what every match begins with (``_starts``): strings, the start of the text or of a line.
 #     When those occur at a few places only, the alternative is tried there (``Pattern.match``).
 #   - for ``^x`` with re.MULTILINE, a search for ``\nx`` after a newline (``_Scan._shortcut``).
@@ -438,7 +440,7 @@ _MAX_STRINGS = 64  # the largest set of fixed strings followed through a concate
 _MAX_RUNS = 64  # the unions of alternatives compiled per pattern
 _MAX_STARTS = 32  # the places an alternative is tried at, at most (past them, it searches)
 _MAX_SPLIT = 16  # the alternatives a leading group is split into, at most
-_COVER_ABOVE = 6  # an "any" of more strings is looked up through a character they share first (_cover)
+_MAX_CLAUSES = 64  # the clauses a formula is read as, at most (``_clauses``)
 
 try:
     from re import _parser as _sre_parse  # Python 3.11+
@@ -731,18 +733,7 @@ def _top_level_alternatives(source: str) -> list[str]:
     return out
 
 
-def _selectivity(formula: tuple | None) -> int:
-    """How rare a formula's strings are, roughly (longer is rarer): the order "and" tries them."""
-    if formula is None:
-        return 0
-    if formula[0] == "any":
-        return min(len(s) for s in formula[1])
-    scores = [_selectivity(f) for f in formula[1]]
-    return min(scores) if formula[0] == "or" else max(scores)
-
-
-# Letters from the rarest in English prose to the most common; a string is looked up only when
-# its rarest character (non-ASCII first) is in the text: one character costs a fraction of a string.
+# Letters from the rarest in English prose to the most common (which piece of a spaced string gates it).
 _LETTERS_BY_RARITY = "zqjxkvbpgwyfmculdhrsnioate"
 
 
@@ -754,86 +745,213 @@ def _rarity(char: str) -> int:
     return 60 if char in " ,.'\n" else 5
 
 
-_PROBES: dict[str, str] = {}  # a non-ASCII string of the formulas -> its rarest character
-_UNSPACED: set[str] = set()  # the strings of the formulas without white space
-
-
-def _cover(strings: tuple[str, ...]) -> tuple | None:
-    """For many strings that share a character, that character (its rarest): an "any" to look up
-    first, as when it is absent, none of ``strings`` occurs."""
-    if len(strings) <= _COVER_ABOVE:
-        return None
-    common = set(strings[0]).intersection(*strings[1:])
-    return ("any", (min(common, key=_rarity),)) if common else None
-
-
-def _any_node(strings: tuple[str, ...]) -> tuple:
-    """An "any" as ``_holds`` reads it: ("any", its ASCII strings, the others, the rarest
-    characters of the others). Each string's rarest character is noted in ``_PROBES``."""
-    others = tuple(s for s in strings if not s.isascii())
-    for s in strings:
-        if len(s) > 1 and not s.isascii():
-            _PROBES[s] = min(s, key=_rarity)
-        if not any(c.isspace() for c in s):
-            _UNSPACED.add(s)
-    return ("any", tuple(s for s in strings if s.isascii()), others, frozenset(min(s, key=_rarity) for s in others))
-
-
-def _ordered(formula: tuple | None) -> tuple | None:
-    """The formula as ``_holds`` reads it: "and" tries its rarest parts first, each "any" as
-    ``_any_node`` makes it."""
+def _clauses(formula: tuple | None, limit: int = _MAX_CLAUSES) -> list[frozenset[str]]:
+    """``formula`` as clauses that must all hold, each "one of these strings occurs" (the formula's
+    conjunctive normal form: an "or" of "and"s is distributed). [] when nothing is known. Past
+    ``limit`` clauses an "or" becomes one clause, the union of a clause of each of its parts
+    (which every text satisfying the "or" satisfies: weaker than the formula, never wrong)."""
     if formula is None:
-        return None
-    if formula[0] == "any":
-        cover = _cover(formula[1])
-        node = _any_node(formula[1])
-        return node if cover is None else ("and", (_ordered(cover), node))
-    parts = sorted(formula[1], key=_selectivity, reverse=True) if formula[0] == "and" else formula[1]
-    return (formula[0], tuple(_ordered(f) for f in parts))
+        return []
+    op, parts = formula
+    if op == "any":
+        return [frozenset(parts)]
+    if op == "and":
+        return _minimal([c for f in parts for c in _clauses(f, limit)])
+    alternatives = [_clauses(f, limit) for f in parts]
+    if not all(alternatives):  # a part that always holds: so does the "or"
+        return []
+    product: list[frozenset[str]] = [frozenset()]
+    for clauses in alternatives:
+        product = _minimal([a | b for a in product for b in clauses])
+        if len(product) > limit:
+            return [frozenset().union(*(clauses[0] for clauses in alternatives))]
+    return product
 
 
-def _ascii_only(formula: tuple | None) -> tuple | None:
-    """``formula`` for an ASCII text: without the strings that are not ASCII (absent from it); an
-    "any" left with none is false."""
-    if formula is None:
-        return None
-    if formula[0] == "any":
-        return ("any", formula[1], (), frozenset()) if formula[2] else formula
-    parts = tuple(_ascii_only(f) for f in formula[1])
-    if formula[0] == "and":
-        return _NEVER if _NEVER in parts else ("and", parts)
-    parts = tuple(f for f in parts if f != _NEVER)
-    return ("or", parts) if parts else _NEVER
+def _minimal(clauses: list[frozenset[str]]) -> list[frozenset[str]]:
+    """The clauses without those another one implies (a clause holding all the strings of another
+    holds whenever that one does), the one a text is least likely to satisfy first."""
+    kept: list[frozenset[str]] = []
+    for c in sorted(set(clauses), key=len):
+        if not any(k <= c for k in kept):
+            kept.append(c)
+    return sorted(kept, key=lambda c: (sum(map(_likelihood, c)), sorted(c)))
 
 
-_NEVER = ("any", (), (), frozenset())  # a formula no text satisfies
+def _likelihood(s: str) -> float:
+    """How likely a text is to hold ``s``, roughly: short strings are common ("the", "is", ":"),
+    long ones and those of other scripts rare (it orders clauses; any order is exact)."""
+    return 0.5 ** (len(s) if s.isascii() else 8)
 
 
-class _Lookups(dict):
-    """Whether each string looked up occurs in ``text`` (``lookups[s]``), found once per text.
+# -- the strings of a text, found at once --------------------------------------------------------------
+# Each ``_Scan`` registers the strings its formulas, starts and hints look up (``_STRINGS.add``); a text's
+# ``_Lookups`` finds which of them it holds in one go (``_Strings.present``), and a formula's clauses are
+# then set operations (``frozenset.isdisjoint``) on that set. Exact: the set is the strings that occur.
 
-    A string without white space is looked for in the text's distinct words (split at white
-    space, joined by a space): it occurs in the text exactly when it occurs in one of its words,
-    and a text repeats its words. A non-ASCII string whose rarest character is absent is absent."""
+try:  # a C Aho-Corasick automaton finds every registered string in a new word in one pass
+    import ahocorasick
+except ImportError:  # pragma: no cover - a declared dependency; without it the substrings of each new word are looked up
+    ahocorasick = None
 
-    __slots__ = ("text", "ascii", "folded", "_vocabulary", "_chars", "_after_newline")
+_WORD_CACHE_SIZE = 1 << 15  # distinct words whose strings are remembered (then all are forgotten at once)
+_WORD_CACHE_CHARS = 64  # a longer word is searched each time it is seen, not remembered
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _piece_rank(piece: str) -> tuple[int, int]:
+    """How rare a word piece is, roughly: longer, then with rarer letters (the gate of a spaced string)."""
+    return (len(piece), -min(map(_rarity, piece)))
+
+
+class _WordStrings(dict):
+    """word -> the registered strings (and pieces) that occur in it, found when first asked for."""
+
+    __slots__ = ("strings", "sets")
+
+    def __init__(self, strings: _Strings) -> None:
+        super().__init__()
+        self.strings = strings
+        self.sets: dict[frozenset[str], frozenset[str]] = {}
+
+    def __missing__(self, word: str) -> frozenset[str]:
+        found = self.strings.in_word(word)
+        if len(word) <= _WORD_CACHE_CHARS:
+            if len(self) >= _WORD_CACHE_SIZE:
+                self.clear()
+                self.sets.clear()
+            found = self.sets.setdefault(found, found)  # many words hold the same strings: one set for them
+            self[word] = found
+        return found
+
+
+class _Strings:
+    """Every string the prefilters look up, and which of them occur in a text.
+
+    A string without white space occurs in a text exactly when it occurs in one of its words (the
+    runs between white space that ``str.split()`` gives: it splits at the characters ``str.isspace``
+    holds, a test checks), so a text's strings are the union of those of its distinct words, each
+    word's found once (an Aho-Corasick pass, or its substrings looked up) and remembered. A string
+    with white space occurs only where each of its pieces (split at white space) occurs in a word:
+    it is looked for in the text (``in``) when its rarest piece is among the text's strings. One of
+    white space only is always looked for."""
+
+    def __init__(self) -> None:
+        self.known: frozenset[str] = frozenset()
+        self._build()
+
+    def add(self, strings) -> None:
+        """Register ``strings`` (a formula's, a hint's...): the automaton is rebuilt when next used,
+        and the strings found in words are forgotten."""
+        new = {s for s in strings if isinstance(s, str) and s} - self.known
+        if new:
+            self.known = self.known | new
+            self.built = False
+
+    def _build(self) -> None:
+        keys: set[str] = set()  # what each word is searched for: the strings without white space, and pieces
+        spaced: dict[str, list[str]] = {}  # the rarest piece of a string with white space -> those strings
+        blanks: list[str] = []
+        for s in sorted(self.known):
+            pieces = s.split()
+            if not pieces:
+                blanks.append(s)
+            elif pieces == [s]:
+                keys.add(s)
+            else:
+                keys.update(pieces)
+                spaced.setdefault(max(pieces, key=_piece_rank), []).append(s)
+        self.keys = frozenset(keys)
+        self.longest = max(map(len, keys), default=0)
+        self.spaced = {gate: tuple(group) for gate, group in spaced.items()}
+        self.gates = frozenset(self.spaced)
+        self.blanks = tuple(blanks)
+        # For the words view (``Normalized.words``: the folded view with each run of characters other
+        # than letters, digits, apostrophes and newlines made one space): the strings of those
+        # characters occur in it exactly when they occur in the folded view; those with a space too
+        # are looked for in it, by their pieces first; the others cannot occur in it.
+        self.wordy = frozenset(s for s in self.known | keys if _made_of(s, "'\n"))
+        words_spaced: dict[str, list[str]] = {}
+        words_blanks: list[str] = []
+        for s in sorted(self.known):
+            if " " in s and _made_of(s, "'\n "):
+                pieces = s.split()
+                if pieces:
+                    words_spaced.setdefault(max(pieces, key=_piece_rank), []).append(s)
+                else:
+                    words_blanks.append(s)
+        self.words_blanks = tuple(words_blanks)
+        self.words_spaced = {gate: tuple(group) for gate, group in words_spaced.items()}
+        self.words_gates = frozenset(self.words_spaced)
+        self.automaton = None
+        if ahocorasick is not None and keys:
+            automaton = ahocorasick.Automaton()
+            for key in keys:
+                automaton.add_word(key, key)
+            automaton.make_automaton()
+            self.automaton = automaton
+        self.words = _WordStrings(self)
+        self.built = True  # last: the module builds it once at import, before any text is read
+
+    def in_word(self, word: str) -> frozenset[str]:
+        """The keys (registered strings without white space, pieces of the others) that occur in ``word``."""
+        if self.automaton is not None:
+            found = frozenset([key for _end, key in self.automaton.iter(word)])
+        else:
+            longest = self.longest
+            found = self.keys.intersection(
+                [word[i:j] for i in range(len(word)) for j in range(i + 1, min(len(word), i + longest) + 1)])
+        return found or _NOTHING
+
+    def present(self, text: str) -> set[str]:
+        """The registered strings (and pieces) that occur in ``text``."""
+        if not self.built:
+            self._build()
+        found = set().union(*map(self.words.__getitem__, set(text.split())))
+        if not self.gates.isdisjoint(found):
+            for gate in self.gates.intersection(found):
+                found.update(s for s in self.spaced[gate] if s in text)
+        found.update(s for s in self.blanks if s in text)
+        return found
+
+    def in_words_view(self, folded: set[str], words: str | None) -> set[str]:
+        """The registered strings that occur in the words view made from a folded view that holds
+        ``folded`` (its ``present``); with ``words`` None (the view not made), those that may: the
+        strings with a space are then counted in when their rarest piece is in the folded view."""
+        if not self.built:
+            self._build()
+        found = folded & self.wordy
+        for gate in self.words_gates.intersection(found):
+            if words is None:  # each piece of a string in the words view is in the folded view
+                found.update([s for s in self.words_spaced[gate] if folded.issuperset(s.split())])
+            else:
+                found.update(s for s in self.words_spaced[gate] if s in words)
+        found.update(s for s in self.words_blanks if words is None or s in words)
+        return found
+
+
+def _made_of(s: str, others: str) -> bool:
+    """Whether every character of ``s`` is a letter, a digit (``str.isalnum``) or one of ``others``."""
+    return all(c.isalnum() or c in others for c in s)
+
+
+_STRINGS = _Strings()
+
+
+class _Lookups:
+    """The registered strings that occur in ``text`` (``present``, found at once), for a view of
+    a rollout. ``lookups[s]``: whether ``s`` occurs (any string: one not registered is looked for)."""
+
+    __slots__ = ("text", "present", "_after_newline")
 
     def __init__(self, text: str, folded: _Lookups | None = None) -> None:
-        super().__init__()
         self.text = text
-        # for the words view: the lookups of the folded view it was made from (``__missing__``)
-        self.folded = folded
-        self.ascii = text.isascii()  # then the formulas without non-ASCII strings (``_ascii_only``) are read
-        self._vocabulary: str | None = None
-        self._chars: set[str] | None = None
+        # the words view's strings, from those of the folded view it was made from (``_Strings.in_words_view``)
+        self.present = _STRINGS.present(text) if folded is None else _STRINGS.in_words_view(folded.present, text)
         self._after_newline: str | None = None
 
-    @property
-    def chars(self) -> set[str]:
-        """The characters of the text."""
-        if self._chars is None:
-            self._chars = set(self.text)
-        return self._chars
+    def __getitem__(self, s: str) -> bool:
+        return s in self.present if s in _STRINGS.known or s in _STRINGS.keys else s in self.text
 
     @property
     def after_newline(self) -> str:
@@ -841,51 +959,6 @@ class _Lookups(dict):
         if self._after_newline is None:
             self._after_newline = "\n" + self.text
         return self._after_newline
-
-    def __missing__(self, s: str) -> bool:
-        if self.folded is not None and s.replace("'", "").isalnum():
-            # The words view keeps the folded view's letters, digits and apostrophes in order and
-            # puts spaces where it had anything else: a string of those occurs in one exactly
-            # when it occurs in the other
-            found = self[s] = self.folded[s]
-            return found
-        if self.folded is not None and not s.replace("'", "").replace(" ", "").replace("\n", "").isalnum():
-            found = self[s] = False  # it has a character the words view has none of
-            return found
-        probe = _PROBES.get(s)
-        if probe is not None and probe not in self.chars:
-            found = False
-        elif s in _UNSPACED:
-            if self._vocabulary is None:
-                self._vocabulary = " ".join(set(self.text.split()))
-            found = s in self._vocabulary
-        else:
-            found = s in self.text
-        self[s] = found
-        return found
-
-
-def _holds(formula: tuple | None, lookups: _Lookups) -> bool:
-    """Whether the text of ``lookups`` satisfies ``formula``."""
-    if formula is None:
-        return True
-    op, parts = formula[0], formula[1]
-    if op == "any":  # the ASCII strings, then the others if the text has one of their rarest characters
-        if any(map(lookups.__getitem__, parts)):
-            return True
-        others = formula[2]
-        return bool(others) and not lookups.ascii and not formula[3].isdisjoint(lookups.chars) and any(
-            map(lookups.__getitem__, others)
-        )
-    if op == "and":
-        for f in parts:
-            if not _holds(f, lookups):
-                return False
-        return True
-    for f in parts:
-        if _holds(f, lookups):
-            return True
-    return False
 
 
 def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary: bool) -> list[int] | None:
@@ -923,22 +996,24 @@ def _starting_points(text: str, heads: frozenset, lookups: _Lookups, at_boundary
 
 
 class _Scan:
-    """One pattern, as its top-level alternatives, each with the formula its matches satisfy and
+    """One pattern, as its top-level alternatives, each with the clauses its matches satisfy and
     the strings one of which each of its matches begins with.
 
-    ``search`` runs no alternative whose formula the text fails. Of the others, one whose matches
-    begin with one of a few strings found in the text (at a word boundary, for one that opens
-    with ``\\b``) is tried at those places only (``Pattern.match(text, at)``: a match there sees
-    the text before ``at``, so ``\\b``, ``^`` and lookbehinds read as in a search, and a search
-    finds a match exactly when one of those places starts one); the rest run as one pattern."""
+    ``search`` runs no alternative whose clauses the text fails (a clause: one of its strings
+    occurs; ``gate`` holds one clause of each alternative, so a text without any of its strings
+    fails them all). Of the others, one whose matches begin with one of a few strings found in
+    the text (at a word boundary, for one that opens with ``\\b``) is tried at those places only
+    (``Pattern.match(text, at)``: a match there sees the text before ``at``, so ``\\b``, ``^`` and
+    lookbehinds read as in a search, and a search finds a match exactly when one of those places
+    starts one); the rest run as one pattern."""
 
-    __slots__ = ("kind", "pattern", "hints", "parts", "formulas", "ascii_formulas", "heads", "at_boundary",
+    __slots__ = ("kind", "pattern", "hints", "parts", "clauses", "gate", "heads", "at_boundary",
                  "shortcuts", "_compiled", "_short", "_runs")
 
     def __init__(self, kind: str, pattern: re.Pattern[str], *, split: bool = True) -> None:
         self.kind, self.pattern = kind, pattern
-        self.hints = _hints_for(pattern)  # the hand-written hints (``_hint``), checked first
-        _UNSPACED.update(h for h in self.hints or () if not any(c.isspace() for c in h))
+        hints = _hints_for(pattern)  # the hand-written hints (``_hint``), checked first
+        self.hints = None if hints is None else frozenset(hints)
         parts = [pattern.pattern]
         try:
             if split and not pattern.flags & re.VERBOSE:
@@ -955,11 +1030,14 @@ class _Scan:
             except Exception:  # noqa: BLE001
                 read = [(None, None, False, None, pattern.groups)]
         self.parts = tuple(parts)
-        self.formulas = tuple(_ordered(r[0]) for r in read)
-        self.ascii_formulas = tuple(_ascii_only(f) for f in self.formulas)
+        self.clauses = tuple(tuple(_clauses(r[0])) for r in read)
+        firsts = [c[0] for c in self.clauses if c]
+        self.gate = frozenset().union(*firsts) if len(firsts) == len(self.clauses) else None
         self.heads = tuple(r[1] for r in read)
         self.at_boundary = tuple(r[2] for r in read)
         self.shortcuts = tuple(r[3] for r in read)
+        _STRINGS.add([s for c in self.clauses for clause in c for s in clause] + list(self.hints or ())
+                     + [h for heads in self.heads if heads for h in heads if isinstance(h, str)])
         self._compiled: list[re.Pattern[str] | None] = [pattern] if len(parts) == 1 else [None] * len(parts)
         self._short: list[re.Pattern[str] | None] = [None] * len(parts)
         self._runs: dict[tuple[int, ...], re.Pattern[str]] = {}
@@ -995,23 +1073,34 @@ class _Scan:
             run = self._runs[alive] = re.compile("|".join(self.parts[i] for i in alive), self.pattern.flags)
         return run
 
+    def may_match(self, present: set[str]) -> bool:
+        """Whether a text holding the strings ``present`` (or fewer of them) passes the hints and the gate."""
+        return ((self.hints is None or not self.hints.isdisjoint(present))
+                and (self.gate is None or not self.gate.isdisjoint(present)))
+
+    def _alive(self, present: set[str]) -> list[int]:
+        """The alternatives whose clauses all hold for a text holding the strings ``present``."""
+        if not self.may_match(present):
+            return []
+        alive = []
+        for i, clauses in enumerate(self.clauses):
+            for clause in clauses:
+                if clause.isdisjoint(present):
+                    break
+            else:
+                alive.append(i)
+        return alive
+
     def to_run(self, lookups: _Lookups) -> re.Pattern[str] | None:
         """The alternatives of the pattern that can match the text, as one pattern (None: none can)."""
-        if self.hints is not None and not any(map(lookups.__getitem__, self.hints)):
-            return None
-        formulas = self.ascii_formulas if lookups.ascii else self.formulas
-        alive = tuple(i for i, f in enumerate(formulas) if _holds(f, lookups))
-        return self._union(alive) if alive else None
+        alive = self._alive(lookups.present)
+        return self._union(tuple(alive)) if alive else None
 
     def search(self, lookups: _Lookups) -> bool:
         """Whether the pattern matches somewhere in the text of ``lookups``."""
         text = lookups.text
-        if self.hints is not None and not any(map(lookups.__getitem__, self.hints)):
-            return False
         rest = []
-        for i, formula in enumerate(self.ascii_formulas if lookups.ascii else self.formulas):
-            if not _holds(formula, lookups):
-                continue
+        for i in self._alive(lookups.present):
             if self.shortcuts[i] is not None:
                 if self._shortcut(i, lookups):
                     return True
@@ -1031,8 +1120,10 @@ class _Scan:
 _LATIN_SCANS = tuple(_Scan(kind, pattern, split=kind != "imperative_yes") for kind, pattern in _LATIN)
 _OVERRIDE_SCANS = tuple(scan for scan in _LATIN_SCANS if scan.kind == "instruction_override")
 _OTHER_SCANS = tuple(_Scan(kind, pattern) for kind, pattern in _OTHER)
-for _hints in _OTHER_HINTS:
-    _UNSPACED.update(h for h in _hints if not any(c.isspace() for c in h))
+_OTHER_HINT_SETS = tuple(frozenset(hints) for hints in _OTHER_HINTS)
+for _hints in _OTHER_HINT_SETS:
+    _STRINGS.add(_hints)
+_STRINGS.present("")  # builds the automaton now, not in the first request
 
 
 def _other_scans_to_run(lookups: _Lookups) -> list[_Scan]:
@@ -1042,7 +1133,8 @@ def _other_scans_to_run(lookups: _Lookups) -> list[_Scan]:
     plain = lookups.text
     if not plain.isascii() and not _OTHER_SCRIPT_CHARS.isdisjoint(plain):
         return list(_OTHER_SCANS)
-    return [scan for scan, hints in zip(_OTHER_SCANS, _OTHER_HINTS) if any(map(lookups.__getitem__, hints))]
+    present = lookups.present
+    return [scan for scan, hints in zip(_OTHER_SCANS, _OTHER_HINT_SETS) if not hints.isdisjoint(present)]
 
 
 def _imperative_yes_scan(scan: _Scan, lookups: _Lookups) -> bool:
@@ -1257,11 +1349,14 @@ def detect_injection(text: str, *, use_hints: bool = True) -> list[str]:
         elif kind not in found and scan.search(lookups):
             found.add(kind)
     if "instruction_override" not in found:
-        words = views.words
-        if words != folded:
-            in_words = _Lookups(words, lookups)
-            if any(scan.search(in_words) for scan in _OVERRIDE_SCANS):
-                found.add("instruction_override")
+        # the words view is made only when its strings, as far as the folded view tells, may pass a scan
+        may_hold = _STRINGS.in_words_view(lookups.present, None)
+        if any(scan.may_match(may_hold) for scan in _OVERRIDE_SCANS):
+            words = views.words
+            if words != folded:
+                in_words = _Lookups(words, lookups)
+                if any(scan.search(in_words) for scan in _OVERRIDE_SCANS):
+                    found.add("instruction_override")
     in_plain = lookups if same else _Lookups(plain)
     for scan in _other_scans_to_run(in_plain):
         if scan.kind not in found and scan.search(in_plain):
