@@ -161,3 +161,34 @@ def test_the_detector_flags_what_every_pattern_in_full_flags_on_its_own_strings(
         assert found == detect_injection(text, use_hints=False), text[:300]
         flagged += bool(found)
     assert 100 <= flagged <= len(texts) - 100  # both sides are exercised
+
+
+def test_role_lines_are_the_role_line_patterns_matches():
+    """``_role_lines`` (tried at line starts only) gives ``_ROLE_LINE.finditer``'s matches, on
+    texts of one and of many lines, with blank lines and turns right after one another."""
+    texts = _texts() + ["user:\n\nhuman: x", "user:\n", "\n\nassistant: yes\n", "a\nq: 1\na: 2\n\n\nsystem:\n- ignore"]
+    lines = 0
+    for text in texts:
+        for view in {text, injection.Normalized(text).folded}:
+            expected = [(m.span(), m.groups()) for m in injection._ROLE_LINE.finditer(view)]
+            assert [(m.span(), m.groups()) for m in injection._role_lines(view)] == expected, view[:200]
+            lines += len(expected) >= 2
+    assert lines >= 50
+
+
+def test_the_padding_prefilter_passes_every_text_the_padding_pattern_matches():
+    """``_may_have_padding``'s coarse pass (8 characters from every 56th) and finer pass let
+    through every text with a match: units of 1-8 characters repeated 63-65 times (64 is the
+    fewest a match has) starting at every offset from 0 to 120, inside words or alone."""
+    rng = random.Random(34)
+    matched = 0
+    for period in range(1, 9):
+        for offset in range(121):
+            for repeats in (63, 64, 65):
+                unit = "".join(rng.choice("ab. -=x\n") for _ in range(period))
+                head = "".join(rng.choice("qwerty uiop") for _ in range(offset))
+                text = head + unit * repeats + rng.choice(["", "z", " tail words after it"])
+                if injection._PADDING.search(text) is not None:
+                    matched += 1
+                    assert injection._may_have_padding(text), (period, offset, repeats)
+    assert matched >= 1500

@@ -1197,10 +1197,36 @@ _HUMAN_ROLES = {"user", "human", "q", "question", "student", "用户", "用戶",
 _YES_START = re.compile(r"^\W{0,3}(?:(?:definitely|absolutely|certainly|of course|sure|indeed|clearly)\W{0,2}\s*)?(?:(?:yes|yep|yeah|correct|verdict|met|pass|sí|si|oui|ja|да|sim|نعم)\b|是|对|はい|हाँ|हां)")
 
 
-def _role_forgery(text: str) -> bool:
+_CHARS_PER_LINE_TRIED = 64  # a line start tried costs about what a search spends on 64 characters
+
+
+def _role_lines(text: str) -> list[re.Match[str]]:
+    """``_ROLE_LINE.finditer(text)``, tried only where its ``^`` holds (the start, after each
+    newline): at each such place from the end of the last match on, the match there. A search
+    fails at every other place, and tried at each (the engine does not skip ahead to a line
+    start) costs more than a text of few lines has places. Its matches hold a role word, so none
+    is empty (after an empty match ``finditer`` would go on differently)."""
+    matches = []
+    match, find = _ROLE_LINE.match, text.find
+    at = end = 0
+    while True:
+        if at >= end:
+            found = match(text, at)
+            if found is not None:
+                matches.append(found)
+                end = found.end()
+        newline = find("\n", at)
+        if newline < 0:
+            return matches
+        at = newline + 1
+
+
+def _role_forgery(text: str, fast: bool = True) -> bool:
     """Plain-text turns that talk about grading the response, or a system turn that gives orders,
     or an answer followed by a user turn and a closing assistant turn that says yes."""
-    matches = list(_ROLE_LINE.finditer(text))
+    # (a text of long lines is read line start by line start, one of many lines by a search)
+    few_lines = fast and text.count("\n") * _CHARS_PER_LINE_TRIED < len(text)
+    matches = _role_lines(text) if few_lines else list(_ROLE_LINE.finditer(text))
     turns = [(m.group(1), m.group(2)) for m in matches]
     if not turns:
         return False
@@ -1234,6 +1260,7 @@ _PADDING_PERIOD = 8  # the longest unit in _PADDING
 _BLANK_RUN_MIN = 200  # the blanks of _PADDING's second branch
 _BLANK_RUN = re.compile(r"\s{200}")
 _SAMPLE = 32
+_COARSE_STEP = 64 - _PADDING_PERIOD  # the coarse pass of _may_have_padding: 8 characters from every 56th
 
 
 def _may_have_padding(text: str) -> bool:
@@ -1245,18 +1272,25 @@ def _may_have_padding(text: str) -> bool:
     That is checked at every multiple of 32 where the first 8 of those characters recur 1-8
     characters on (one ``str.find`` in C, which every such k passes), for every p. The second
     branch, a run of 200 blanks, holds 100 blanks from a multiple of 100 (``str.isspace`` is \\s);
-    it is searched for in a text with those."""
+    it is searched for in a text with those.
+
+    Before that, a coarser pass that every such text passes too: the interval holds a multiple k
+    of 56 with k + 8 <= s + 63, where text[k:k+8] recurs p characters on; that is looked for at
+    every multiple of 56 in one go (C loops: ``map``, ``max``), the finer pass run only on a find."""
     if len(text) < 64:  # the shortest match of either branch is 64 characters
         return False
-    find = text.find
-    for k in range(0, len(text) - _SAMPLE, _SAMPLE):
-        if find(text[k:k + _PADDING_PERIOD], k + 1, k + 2 * _PADDING_PERIOD) < 0:
-            continue
-        window = text[k:k + _SAMPLE + _PADDING_PERIOD]
-        head = window[:_SAMPLE]
-        for p in range(1, _PADDING_PERIOD + 1):
-            if window[p:p + _SAMPLE] == head:
-                return True
+    find, size, period = text.find, len(text), _PADDING_PERIOD
+    heads = [text[k:k + period] for k in range(0, size - period, _COARSE_STEP)]
+    # find(text[k:k+8], k + 1, k + 16) for each of those k (map stops with the heads)
+    if max(map(find, heads, range(1, size, _COARSE_STEP), range(2 * period, size + 2 * period, _COARSE_STEP))) >= 0:
+        for k in range(0, size - _SAMPLE, _SAMPLE):
+            if find(text[k:k + period], k + 1, k + 2 * period) < 0:
+                continue
+            window = text[k:k + _SAMPLE + period]
+            head = window[:_SAMPLE]
+            for p in range(1, period + 1):
+                if window[p:p + _SAMPLE] == head:
+                    return True
     blank_window = _BLANK_RUN_MIN // 2
     if not any(text[k:k + blank_window].isspace() for k in range(0, len(text) - blank_window + 1, blank_window)):
         return False
@@ -1385,7 +1419,7 @@ def _detect_in_full(text: str) -> list[str]:
     for kind, pattern in _OTHER:
         if pattern.search(views.plain):
             found.add(kind)
-    if _role_forgery(views.folded) or _role_forgery(views.plain):
+    if _role_forgery(views.folded, False) or _role_forgery(views.plain, False):
         found.add("role_forgery")
     if _padding_tail(views.original, False):
         found.add("padding_tail")
