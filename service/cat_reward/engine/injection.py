@@ -1080,7 +1080,8 @@ class _Scan:
 
     def _alive(self, present: set[str]) -> list[int]:
         """The alternatives whose clauses all hold for a text holding the strings ``present``."""
-        if not self.may_match(present):
+        if (self.gate is not None and self.gate.isdisjoint(present)) or (
+                self.hints is not None and self.hints.isdisjoint(present)):  # (``may_match``, inline: most texts stop here)
             return []
         alive = []
         for i, clauses in enumerate(self.clauses):
