@@ -145,7 +145,8 @@ class Normalized:
             if not fast or not unicodedata.is_normalized("NFKC", text):
                 text = unicodedata.normalize("NFKC", text)
             text = _INVISIBLE.sub("", text)
-        if not fast or "<!--" in text or "/*" in text or "]:" in text:
+        # (each marker after its first character: a one-character find is a memchr, a longer one is not)
+        if not fast or ("<" in text and "<!--" in text) or ("/" in text and "/*" in text) or ("]" in text and "]:" in text):
             comments = [next(g for g in m.groups() if g is not None) for m in _COMMENTS.finditer(text)]
             if comments:  # a hidden note also stands on a line of its own
                 text = text + "\n" + "\n".join(comments)
