@@ -851,7 +851,7 @@ class _Strings:
 
     def _build(self) -> None:
         keys: set[str] = set()  # what each word is searched for: the strings without white space, and pieces
-        spaced: dict[str, list[str]] = {}  # the rarest piece of a string with white space -> those strings
+        spaced: dict[str, list[tuple[str, frozenset[str]]]] = {}  # the rarest piece of a string with blanks -> (it, its pieces)
         blanks: list[str] = []
         for s in sorted(self.known):
             pieces = s.split()
@@ -861,7 +861,7 @@ class _Strings:
                 keys.add(s)
             else:
                 keys.update(pieces)
-                spaced.setdefault(max(pieces, key=_piece_rank), []).append(s)
+                spaced.setdefault(max(pieces, key=_piece_rank), []).append((s, frozenset(pieces)))
         self.keys = frozenset(keys)
         self.longest = max(map(len, keys), default=0)
         self.spaced = {gate: tuple(group) for gate, group in spaced.items()}
@@ -872,13 +872,13 @@ class _Strings:
         # characters occur in it exactly when they occur in the folded view; those with a space too
         # are looked for in it, by their pieces first; the others cannot occur in it.
         self.wordy = frozenset(s for s in self.known | keys if _made_of(s, "'\n"))
-        words_spaced: dict[str, list[str]] = {}
+        words_spaced: dict[str, list[tuple[str, frozenset[str]]]] = {}
         words_blanks: list[str] = []
         for s in sorted(self.known):
             if " " in s and _made_of(s, "'\n "):
                 pieces = s.split()
                 if pieces:
-                    words_spaced.setdefault(max(pieces, key=_piece_rank), []).append(s)
+                    words_spaced.setdefault(max(pieces, key=_piece_rank), []).append((s, frozenset(pieces)))
                 else:
                     words_blanks.append(s)
         self.words_blanks = tuple(words_blanks)
@@ -910,8 +910,8 @@ class _Strings:
             self._build()
         found = set().union(*map(self.words.__getitem__, set(text.split())))
         if not self.gates.isdisjoint(found):
-            for gate in self.gates.intersection(found):
-                found.update(s for s in self.spaced[gate] if s in text)
+            for gate in self.gates.intersection(found):  # every piece in a word, then the string in the text
+                found.update([s for s, pieces in self.spaced[gate] if found.issuperset(pieces) and s in text])
         found.update(s for s in self.blanks if s in text)
         return found
 
@@ -923,10 +923,9 @@ class _Strings:
             self._build()
         found = folded & self.wordy
         for gate in self.words_gates.intersection(found):
-            if words is None:  # each piece of a string in the words view is in the folded view
-                found.update([s for s in self.words_spaced[gate] if folded.issuperset(s.split())])
-            else:
-                found.update(s for s in self.words_spaced[gate] if s in words)
+            # each piece of a string in the words view is in the folded view; then, with the view, the string in it
+            found.update([s for s, pieces in self.words_spaced[gate]
+                          if folded.issuperset(pieces) and (words is None or s in words)])
         found.update(s for s in self.words_blanks if words is None or s in words)
         return found
 
