@@ -1,9 +1,11 @@
 """Bench: CPU time of the injection detector per ~2 KB rollout (no LLM, one process).
 
-Three kinds of 2 KB rollout, 100 of each (seeded):
+Three kinds of 2 KB rollout, 100 of each (seeded), and the load test's own rollouts:
   loadtest   the load test's rollouts (``cat-reward loadtest``: words of a worked answer)
   english    honest English answers from tests/adversarial/*benign.jsonl that are plain ASCII, joined
   corpus     every benign text of tests/adversarial (English, code, JSON, and other languages), joined
+  loadtest_groups  512 rollouts (64 groups of 8) from the load test's own generator (``make_groups``
+             with its default lengths, log-normal, median ~1.6 KB, seed 7; "chars" is their median)
 Each row is the best of 5 passes (CPU time, ``time.process_time``) divided by the rollouts, for
 ``detect_injection(text)`` and, as the reference, ``detect_injection(text, use_hints=False)``
 (every pattern run in full, no prefilter). To compare two versions of the code, run it with
@@ -17,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from cat_reward.engine.injection import detect_injection
-from cat_reward.loadtest.runner import WORDS
+from cat_reward.loadtest.runner import WORDS, make_groups
 
 from common import ROOT, machine, table
 
@@ -49,6 +52,9 @@ def rollouts() -> dict[str, list[str]]:
         "loadtest": [" ".join(rng.choice(WORDS) for _ in range(SIZE // 4))[:SIZE] for _ in range(COUNT)],
         "english": [_joined(english, rng) for _ in range(COUNT)],
         "corpus": [_joined(benign, rng) for _ in range(COUNT)],
+        "loadtest_groups": [rollout for group in make_groups(argparse.Namespace(
+            groups=64, group_size=8, rollout_median_tokens=400, rollout_sigma=0.6, seed=7, criteria=8), "x")
+            for rollout in group["rollouts"]],
     }
 
 
@@ -75,9 +81,9 @@ def main() -> None:
         with_prefilters = per_rollout_ms(texts)
         reference = per_rollout_ms(texts, use_hints=False)
         rows.append([args.label, name, with_prefilters, reference])
-        runs.append({"label": args.label, "set": name, "rollouts": len(texts), "chars": SIZE,
+        runs.append({"label": args.label, "set": name, "rollouts": len(texts), "chars": int(statistics.median(map(len, texts))),
                      "ms_per_rollout": with_prefilters, "ms_per_rollout_no_prefilters": reference})
-    print(table(["code", "rollouts (2 KB)", "ms/rollout", "ms/rollout, every pattern in full"], rows))
+    print(table(["code", "rollouts", "ms/rollout", "ms/rollout, every pattern in full"], rows))
     if args.json:
         old = json.loads(args.json.read_text()) if args.json.exists() else {"runs": []}
         calibration = machine()["calibration_ms"]
