@@ -22,7 +22,9 @@ def _fuzzed(seed: int, count: int) -> list[str]:
     """Texts made of the detector's own strings (those its prefilters look up, whole and cut into
     their pieces) and words of the corpus, joined by ``_JOINTS``, some in upper or title case."""
     rng = random.Random(seed)
-    strings = sorted(injection._STRINGS.known)
+    scans = injection._LATIN_SCANS + injection._OTHER_SCANS  # (not the registry: other tests add to it)
+    strings = sorted({s for scan in scans for clauses in scan.clauses for clause in clauses for s in clause}
+                     | {h for scan in scans for h in scan.hints or ()})
     pieces = sorted({p for s in strings for p in s.split()})
     words = sorted({w for t in _every_text() for w in t.split()})
     out = []
