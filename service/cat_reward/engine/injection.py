@@ -1366,7 +1366,8 @@ def detect_injection(text: str, *, use_hints: bool = True) -> list[str]:
     The shortcuts, each exact: the patterns of a kind already found are not run; a pattern runs
     only with those of its alternatives whose required strings the view holds (``_Scan``); a
     check of the plain view is skipped when it is the folded view (a pure ASCII text), and so are
-    the override patterns on the words view when that is the folded view."""
+    the override patterns on the words view when that is the folded view; the words view is made
+    only when an override pattern may pass on the strings it can hold (``_Strings.in_words_view``)."""
     if not use_hints:
         return _detect_in_full(text)
     views = Normalized(text)
