@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 
@@ -61,13 +61,35 @@ class _Box:
     value: object
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _plain(value):
+    """``asdict``'s conversion of one value, without its deep copies where they change nothing:
+    scalars as they are (a deep copy of one is the same object), exact tuples and lists item by
+    item, dataclass instances field by field in field order; anything else (dicts, subclasses,
+    other objects) through ``asdict`` itself."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is tuple or kind is list:
+        return kind([_plain(v) for v in value])
+    if hasattr(kind, "__dataclass_fields__"):
+        return {name: _plain(getattr(value, name)) for name in _field_names(kind)}
+    return asdict(_Box(value))["value"]
+
+
 def _option(options: GroupOptions, name: str):
     """``asdict(options)[name]``, converting that one field only (a group's key names a few of
     its ~30 options: a whole ``asdict`` per key was most of a fingerprint's cost)."""
-    value = getattr(options, name)
-    if type(value) in _SCALARS:
-        return value  # asdict deep-copies it: the same object
-    return asdict(_Box(value))["value"]  # dataclasses, tuples of them, ...: as asdict converts them
+    return _plain(getattr(options, name))
 
 
 def _options(group: Group, names: tuple[str, ...]) -> dict:
@@ -99,30 +121,59 @@ def _anchor_reads_flagged(group: Group) -> dict:
 
 
 def _criterion(c: Criterion) -> dict:
-    data = asdict(c)
+    data = _criterion_entry(c)
     if data.get("importance") is None:
         data.pop("importance", None)  # as before importances existed
     return data
 
 
+# The bytes a JSON string may hold as they are (json.dumps with ensure_ascii escapes the rest:
+# '"', '\\', control characters, DEL and everything beyond ASCII).
+_JSON_AS_IS = bytes(c for c in range(0x20, 0x7F) if c not in (0x22, 0x5C))
+
+
+def _json_strings(items) -> str:
+    """``_KEY_JSON.encode(items)`` for a list of strings: a rollout of plain ASCII text needs no
+    escape, so its JSON is itself in quotes (the escaping encoder reads every character; this
+    checks them in one C pass over its bytes). Otherwise the encoder, as before."""
+    if type(items) is list and items and all(
+        type(t) is str and t.isascii() and not t.encode().translate(None, _JSON_AS_IS) for t in items
+    ):
+        return '["' + '", "'.join(items) + '"]'
+    return _KEY_JSON.encode(items)
+
+
+def _encode_with(payload: dict, name: str, encoded: str) -> str:
+    """``_KEY_JSON.encode({**payload, name: value})`` where ``encoded`` is the value's JSON: the
+    keys before and after ``name`` (sorted, as sort_keys orders them) are encoded apart and the
+    value is put between them, with the encoder's separators (", " and ": ")."""
+    before = _KEY_JSON.encode({k: v for k, v in payload.items() if k < name})
+    after = _KEY_JSON.encode({k: v for k, v in payload.items() if k > name})
+    middle = _KEY_JSON.encode(name) + ": " + encoded
+    head = before[:-1] + ", " if before != "{}" else "{"
+    tail = ", " + after[1:] if after != "{}" else "}"
+    return head + middle + tail
+
+
 def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_version: str) -> str:
-    return _digest(
-        {
-            **_fused(group),
-            **_later(group, _LATER_RESULT_OPTIONS),
-            **_anchor_reads_flagged(group),
-            "prompt": group.prompt,
-            "rollouts": group.rollouts,
-            "mode": group.mode,
-            "reference": group.reference,
-            "rubric": [_criterion(c) for c in group.rubric] if group.rubric else None,
-            "token_logprobs": group.token_logprobs,
-            "options": _options(group, _RESULT_OPTIONS),
-            "anchor_model": anchor_model,
-            "judge_model": judge_model,
-            "prompt_version": prompt_version,
-        }
-    )
+    payload = {
+        **_fused(group),
+        **_later(group, _LATER_RESULT_OPTIONS),
+        **_anchor_reads_flagged(group),
+        "prompt": group.prompt,
+        "mode": group.mode,
+        "reference": group.reference,
+        "rubric": [_criterion(c) for c in group.rubric] if group.rubric else None,
+        "token_logprobs": group.token_logprobs,
+        "options": _options(group, _RESULT_OPTIONS),
+        "anchor_model": anchor_model,
+        "judge_model": judge_model,
+        "prompt_version": prompt_version,
+    }
+    # The same digest as _digest({..., "rollouts": group.rollouts}): the rollouts (most of the
+    # text) are encoded without the escaping encoder when they need no escape.
+    text = _encode_with(payload, "rollouts", _json_strings(group.rollouts))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def reference_key(fingerprint: str) -> str:
@@ -198,9 +249,23 @@ def encode_reference(reference: Reference, rubric: list[Criterion], rubric_info:
             "answer": reference.answer,
             "details": reference.details,
         },
-        "rubric": [asdict(c) for c in rubric],
+        "rubric": [_criterion_entry(c) for c in rubric],
         "rubric_info": rubric_info,
     }
+
+
+def _criterion_entry(c: Criterion) -> dict:
+    """``asdict(c)``: its fields in order, scalars as they are (asdict's deep copy of a scalar is
+    the same object; of a tuple of strings, an equal tuple). A criterion of another shape (a
+    subclass, a field of another type) goes through asdict itself."""
+    tags = c.tags
+    if (
+        type(c) is not Criterion
+        or type(tags) is not tuple
+        or not _SCALARS.issuperset(map(type, (c.id, c.text, c.weight, c.source, c.importance, *tags)))
+    ):
+        return asdict(c)
+    return {"id": c.id, "text": c.text, "weight": c.weight, "source": c.source, "tags": tags, "importance": c.importance}
 
 
 def decode_reference(entry: dict) -> tuple[Reference, list[Criterion], dict | None] | None:
