@@ -58,7 +58,9 @@ log = logging.getLogger(__name__)
 
 
 def _observe(outcome) -> None:
-    """Signal metrics: the share of zero-variance groups is zero_variance / scored."""
+    """Signal metrics: the share of zero-variance groups is zero_variance / scored. A labelled
+    child is looked up once per group, when first needed (as many series as before, made at
+    the same moments)."""
     GROUPS_SCORED.labels(mode=outcome.mode).inc()
     diagnostics = outcome.diagnostics
     if diagnostics.zero_variance:
@@ -69,6 +71,8 @@ def _observe(outcome) -> None:
         RUBRIC_REGENERATIONS.inc()
     if diagnostics.judge_unreliable:
         JUDGE_UNRELIABLE_GROUPS.labels(mode=outcome.mode).inc()
+    rewards = uncomputed = None
+    failures = 0
     for rollout in outcome.rollouts:
         for flag in rollout.flags:
             if flag.startswith(FLAG_PREFIX):
@@ -78,15 +82,21 @@ def _observe(outcome) -> None:
         if rollout.policy is not None:
             INJECTION_POLICY_ACTIONS.labels(policy=rollout.policy).inc()
         if rollout.reward is None:
-            UNCOMPUTED_REWARDS.labels(mode=outcome.mode).inc()
+            if uncomputed is None:
+                uncomputed = UNCOMPUTED_REWARDS.labels(mode=outcome.mode)
+            uncomputed.inc()
         else:
-            REWARDS.labels(mode=outcome.mode).observe(rollout.reward)
+            if rewards is None:
+                rewards = REWARDS.labels(mode=outcome.mode)
+            rewards.observe(rollout.reward)
         for verdict in rollout.verdicts:
             if not verdict.cached:
                 if verdict.attempts > 1:
                     VERDICT_RETRIES.inc(verdict.attempts - 1)
                 if verdict.met is None:
-                    VERDICT_PARSE_FAILURES.inc()
+                    failures += 1
+    if failures:
+        VERDICT_PARSE_FAILURES.inc(failures)
 
 
 def prompt_hash(prompt) -> str:

@@ -196,3 +196,234 @@ def test_encode_reference_is_the_old_entry(rubric):
     assert repr(new) == repr(old)
     assert json.dumps(new) == json.dumps(old)
     assert caching.decode_reference(new)[1] == caching.decode_reference(old)[1]
+
+
+# --- aggregation: the rubric's part once per group ----------------------------------------------
+import itertools  # noqa: E402
+import random  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from cat_reward.engine import aggregation  # noqa: E402
+from cat_reward.engine.types import Verdict  # noqa: E402
+
+
+def old_aggregate(criteria, verdicts, options) -> float:
+    """``aggregation.aggregate`` as written before this change."""
+    by_id = {v.criterion_id: v for v in verdicts}
+    if set(by_id) != {c.id for c in criteria} or len(verdicts) != len(criteria):
+        raise ValueError("verdicts must cover every criterion exactly once")
+    ordered = [by_id[c.id] for c in criteria]
+    missing = [v.criterion_id for v in ordered if v.met is None]
+    if missing:
+        raise aggregation.Uncomputable("verdict_failed: " + ", ".join(missing))
+    mode = options.aggregation
+    weights = [aggregation.criterion_weight(c, mode, options.weights) for c in criteria]
+
+    def weighted_fraction(ws, scores):
+        positive = sum(w for w in ws if w > 0)
+        if positive <= 0:
+            raise aggregation.Uncomputable("no_positive_weight: no criterion of this rubric carries a positive weight")
+        earned = sum(w * s for w, s in zip(ws, scores))
+        return min(1.0, max(0.0, earned / positive))
+
+    if mode == "soft":
+        no_p = [v.criterion_id for v in ordered if v.p_yes is None]
+        if no_p:
+            raise aggregation.Uncomputable("p_yes_unavailable: the judge gave no yes/no logprobs for " + ", ".join(no_p))
+        return weighted_fraction(weights, [float(v.p_yes) for v in ordered])
+    met = [1.0 if v.met else 0.0 for v in ordered]
+    reward = weighted_fraction(weights, met)
+    if mode == "all_essential":
+        essentials_met = all(v.met for c, v in zip(criteria, ordered) if not c.pitfall and c.importance in (None, "essential"))
+        pitfall_met = any(v.met for c, v in zip(criteria, ordered) if c.pitfall)
+        return 1.0 if essentials_met and not pitfall_met else reward * options.essential_factor
+    if mode not in ("fraction", "weighted"):
+        raise ValueError(f"unknown aggregation {mode!r}")
+    return reward
+
+
+def outcome_of(fn, *args):
+    try:
+        return ("ok", repr(fn(*args)))
+    except Exception as exc:  # noqa: BLE001 - the same error, type and message
+        return (type(exc).__name__, str(exc))
+
+
+def random_rubric(rng: random.Random) -> list[Criterion]:
+    n = rng.randint(0, 6)
+    rubric = []
+    for i in range(n):
+        rubric.append(
+            Criterion(
+                id=rng.choice([f"c{i + 1}", f"c{i + 1}", "dup"]),
+                text=f"t{i}",
+                weight=rng.choice([1.0, 1.0, 2, 0.0, -1.0, 0.3, float("nan")]),
+                importance=rng.choice([None, None, "essential", "important", "optional", "pitfall", "bogus"]),
+            )
+        )
+    return rubric
+
+
+def random_verdicts(rng: random.Random, rubric: Sequence[Criterion]) -> list[Verdict]:
+    ids = [c.id for c in rubric]
+    shape = rng.random()
+    if shape < 0.15:
+        rng.shuffle(ids)
+    elif shape < 0.2 and ids:
+        ids = ids[:-1]
+    elif shape < 0.25:
+        ids = ids + ["extra"]
+    return [
+        Verdict(criterion_id=i, met=rng.choice([True, False, True, None] if rng.random() < 0.2 else [True, False]),
+                p_yes=rng.choice([None, 0.0, 0.37, 1.0]))
+        for i in ids
+    ]
+
+
+@pytest.mark.parametrize("mode", ["fraction", "weighted", "all_essential", "soft", "bogus"])
+def test_aggregator_is_aggregate(mode):
+    rng = random.Random(mode)
+    options = GroupOptions(aggregation=mode, weights=ImportanceWeights(essential=2.0, pitfall=0.5), essential_factor=0.3)
+    for _ in range(400):
+        rubric = random_rubric(rng)
+        reward = aggregation.aggregator(rubric, options)
+        for _ in range(4):
+            verdicts = random_verdicts(rng, rubric)
+            assert outcome_of(reward, verdicts) == outcome_of(old_aggregate, rubric, verdicts, options)
+            assert outcome_of(aggregation.aggregate, rubric, verdicts, options) == outcome_of(old_aggregate, rubric, verdicts, options)
+
+
+def test_aggregator_on_the_usual_rubric_is_exact():
+    rubric = [Criterion(id=f"c{i + 1}", text="t") for i in range(8)]
+    reward = aggregation.aggregator(rubric, GroupOptions())
+    for mets in itertools.product([True, False], repeat=8):
+        verdicts = [Verdict(criterion_id=f"c{i + 1}", met=m) for i, m in enumerate(mets)]
+        assert repr(reward(verdicts)) == repr(old_aggregate(rubric, verdicts, GroupOptions()))
+
+
+# --- diagnostics: counted in one pass --------------------------------------------------------------
+from cat_reward.engine import diagnostics  # noqa: E402
+from cat_reward.engine.types import RolloutOutcome  # noqa: E402
+
+
+def old_signals(rubric, rollouts):
+    signals = []
+    for criterion in rubric:
+        verdicts = [v for r in rollouts for v in r.verdicts if v.criterion_id == criterion.id and v.met is not None]
+        met = sum(1 for v in verdicts if v.met)
+        signals.append(diagnostics.CriterionSignal(criterion.id, met=met, judged=len(verdicts), discriminating=0 < met < len(verdicts)))
+    return signals
+
+
+def test_criterion_signals_are_the_old_ones():
+    rng = random.Random(5)
+    for _ in range(500):
+        rubric = random_rubric(rng)
+        rollouts = [RolloutOutcome(index=i, reward=None, verdicts=random_verdicts(rng, rubric)) for i in range(rng.randint(0, 5))]
+        assert diagnostics.criterion_signals(rubric, rollouts) == old_signals(rubric, rollouts)
+
+
+def test_criterion_signals_with_ids_that_are_not_strings():
+    rubric = [Criterion(id=1, text="t"), Criterion(id="1", text="u")]  # type: ignore[arg-type]
+    rollouts = [RolloutOutcome(index=0, reward=None, verdicts=[Verdict(criterion_id=True, met=True), Verdict(criterion_id="1", met=False)])]  # type: ignore[arg-type]
+    assert diagnostics.criterion_signals(rubric, rollouts) == old_signals(rubric, rollouts)
+    assert diagnostics.criterion_signals(rubric, rollouts)[0].met == 1  # True == 1, as == compares them
+
+
+# --- metrics: the same series and counts -------------------------------------------------------
+import asyncio  # noqa: E402
+
+from prometheus_client import REGISTRY  # noqa: E402
+
+from cat_reward.backends.instrumented import InstrumentedLLM  # noqa: E402
+from cat_reward.engine.errors import LLMUnavailable  # noqa: E402
+from cat_reward.engine.hacking import PERSUADED  # noqa: E402
+from cat_reward.engine.injection import FLAG_PREFIX  # noqa: E402
+from cat_reward.engine.ports import ChatRequest, ChatResult  # noqa: E402
+from cat_reward.engine.types import Diagnostics, GroupOutcome, Usage  # noqa: E402
+from cat_reward.rewarding import _observe  # noqa: E402
+
+
+def samples(prefixes: tuple[str, ...]) -> dict:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for metric in REGISTRY.collect()
+        for s in metric.samples
+        if s.name.startswith(prefixes)
+    }
+
+
+def delta(before: dict, after: dict) -> dict:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v != before.get(k, 0.0) or k not in before}
+
+
+OBSERVED = ("cat_reward", "cat_rewards_uncomputed", "cat_verdict_", "cat_injection_", "cat_groups_scored", "cat_zero_variance")
+
+
+def test_observe_counts_as_before():
+    mode = "judge"  # a mode of its own here: series made now are this test's
+    rollouts = [
+        RolloutOutcome(index=0, reward=0.5, verdicts=[Verdict("c1", True, attempts=3), Verdict("c2", None), Verdict("c3", None, cached=True)]),
+        RolloutOutcome(index=1, reward=None, verdicts=[Verdict("c1", None, attempts=2)], flags=[FLAG_PREFIX + "role", PERSUADED], policy="zero"),
+        RolloutOutcome(index=2, reward=1.0, verdicts=[]),
+        RolloutOutcome(index=3, reward=None, verdicts=[Verdict("c1", False, attempts=1)]),
+    ]
+    outcome = GroupOutcome(
+        mode=mode, reference=Reference("r", "synthesis"), rubric=[], rollouts=rollouts, flags=[],
+        diagnostics=Diagnostics(0.75, 0.25, False), usage=Usage(), fingerprint="f", anchor_model="a", judge_model="j",
+        prompt_version="v",
+    )
+    before = samples(OBSERVED)
+    _observe(outcome)
+    changed = delta(before, samples(OBSERVED))
+    assert changed[("cat_groups_scored_total", (("mode", mode),))] == 1
+    assert changed[("cat_reward_count", (("mode", mode),))] == 2
+    assert changed[("cat_reward_bucket", (("le", "0.5"), ("mode", mode)))] == 1
+    assert changed[("cat_reward_bucket", (("le", "1.0"), ("mode", mode)))] == 2
+    assert changed[("cat_rewards_uncomputed_total", (("mode", mode),))] == 2
+    assert changed[("cat_verdict_retries_total", ())] == 3  # 2 + 1, cached verdicts not counted
+    assert changed[("cat_verdict_parse_failures_total", ())] == 2
+    assert changed[("cat_injection_flags_total", (("kind", "role"),))] == 1
+    assert changed[("cat_injection_flags_total", (("kind", PERSUADED),))] == 1
+    assert changed[("cat_injection_policy_actions_total", (("policy", "zero"),))] == 1
+
+
+class Inner:
+    role = "anchor"
+    model = "m"
+
+    def __init__(self) -> None:
+        self.fail = False
+
+    async def chat(self, request):
+        if self.fail:
+            raise LLMUnavailable("down", role="anchor")
+        return ChatResult(text="x", model="m", finish_reason="stop", prompt_tokens=7, completion_tokens=3, latency_s=0.0)
+
+
+def test_instrumented_counts_as_before_and_makes_series_when_it_did():
+    inner = Inner()
+    llm = InstrumentedLLM(inner)
+    llm.role = "anchor-test"  # series of this test only
+    inner.role = "anchor-test"
+    request = ChatRequest(messages=[{"role": "user", "content": "q"}], stage="s1", max_tokens=4, temperature=0.0)
+    prefixes = ("cat_llm_calls", "cat_llm_tokens", "cat_llm_call_duration")
+
+    def mine() -> dict:
+        return {k: v for k, v in samples(prefixes).items() if ("role", "anchor-test") in k[1]}
+
+    inner.fail = True
+    with pytest.raises(LLMUnavailable):
+        asyncio.run(llm.chat(request))
+    after_error = mine()
+    assert after_error[("cat_llm_calls_total", (("outcome", "error"), ("role", "anchor-test"), ("stage", "s1")))] == 1
+    assert not any(k[0] == "cat_llm_tokens_total" or ("outcome", "ok") in k[1] for k in after_error)  # not made yet
+    assert after_error[("cat_llm_call_duration_seconds_count", (("role", "anchor-test"), ("stage", "s1")))] == 1
+    inner.fail = False
+    for _ in range(2):
+        asyncio.run(llm.chat(request))
+    after = mine()
+    assert after[("cat_llm_calls_total", (("outcome", "ok"), ("role", "anchor-test"), ("stage", "s1")))] == 2
+    assert after[("cat_llm_tokens_total", (("kind", "prompt"), ("role", "anchor-test"), ("stage", "s1")))] == 14
+    assert after[("cat_llm_tokens_total", (("kind", "completion"), ("role", "anchor-test"), ("stage", "s1")))] == 6
+    assert after[("cat_llm_call_duration_seconds_count", (("role", "anchor-test"), ("stage", "s1")))] == 3

@@ -23,7 +23,7 @@ reason, never a silent 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .types import Criterion, GroupOptions, ImportanceWeights, Verdict
 
@@ -73,6 +73,49 @@ def aggregate(criteria: Sequence[Criterion], verdicts: Sequence[Verdict], option
         return 1.0 if essentials_met and not pitfall_met else reward * options.essential_factor
     if mode not in ("fraction", "weighted"):
         raise ValueError(f"unknown aggregation {mode!r}")
+    return reward
+
+
+def aggregator(criteria: Sequence[Criterion], options: GroupOptions) -> Callable[[Sequence[Verdict]], float]:
+    """``aggregate(criteria, verdicts, options)`` for the rollouts of one group, with what depends
+    on the rubric alone (ids, weights, their positive sum, essentials, pitfalls) found once. The
+    rollouts' verdicts come in the rubric's order; those that do not (or a rubric with an id twice,
+    an aggregation other than the exact ones, weights that raise) go through ``aggregate``, as do
+    their errors. The same float operations in the same order: the same rewards."""
+    criteria = list(criteria)
+    mode = options.aggregation
+
+    def slow(verdicts: Sequence[Verdict]) -> float:
+        return aggregate(criteria, verdicts, options)
+
+    ids = [c.id for c in criteria]
+    if mode not in ("fraction", "weighted", "all_essential") or not all(type(i) is str for i in ids) or len(set(ids)) != len(ids):
+        return slow
+    try:
+        weights = [criterion_weight(c, mode, options.weights) for c in criteria]
+    except Exception:  # noqa: BLE001 - raised per rollout, after the verdicts' own checks, as before
+        return slow
+    positive = sum(w for w in weights if w > 0)
+    essentials = [i for i, c in enumerate(criteria) if not c.pitfall and c.importance in (None, "essential")]
+    pitfalls = [i for i, c in enumerate(criteria) if c.pitfall]
+    factor = options.essential_factor
+
+    def reward(verdicts: Sequence[Verdict]) -> float:
+        if [v.criterion_id for v in verdicts] != ids:
+            return slow(verdicts)
+        missing = [v.criterion_id for v in verdicts if v.met is None]
+        if missing:
+            raise Uncomputable("verdict_failed: " + ", ".join(missing))
+        if positive <= 0:
+            raise Uncomputable("no_positive_weight: no criterion of this rubric carries a positive weight")
+        earned = sum(w * s for w, s in zip(weights, [1.0 if v.met else 0.0 for v in verdicts]))
+        value = min(1.0, max(0.0, earned / positive))
+        if mode == "all_essential":
+            essentials_met = all(verdicts[i].met for i in essentials)
+            pitfall_met = any(verdicts[i].met for i in pitfalls)
+            return 1.0 if essentials_met and not pitfall_met else value * factor
+        return value
+
     return reward
 
 

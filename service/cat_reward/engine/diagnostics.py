@@ -27,6 +27,24 @@ def reward_stats(rewards: Sequence[float | None]) -> tuple[float | None, float |
 
 
 def criterion_signals(rubric: Sequence[Criterion], rollouts: Sequence[RolloutOutcome]) -> list[CriterionSignal]:
+    """Per criterion: how many rollouts met it, of how many judged. The verdicts are counted by
+    criterion id in one pass (not one pass over all of them per criterion) when every id is a
+    string; otherwise as before."""
+    verdicts = [v for r in rollouts for v in r.verdicts]
+    if all(type(c.id) is str for c in rubric) and all(type(v.criterion_id) is str for v in verdicts):
+        counts: dict[str, list[int]] = {c.id: [0, 0] for c in rubric}
+        for v in verdicts:
+            if v.met is not None:
+                count = counts.get(v.criterion_id)
+                if count is not None:
+                    count[1] += 1
+                    if v.met:
+                        count[0] += 1
+        signals = []
+        for criterion in rubric:
+            met, judged = counts[criterion.id]
+            signals.append(CriterionSignal(criterion.id, met=met, judged=judged, discriminating=0 < met < judged))
+        return signals
     signals = []
     for criterion in rubric:
         verdicts = [v for r in rollouts for v in r.verdicts if v.criterion_id == criterion.id and v.met is not None]

@@ -34,7 +34,7 @@ from .context import GroupContext
 from .diagnostics import diagnose, is_flat
 from .errors import InvalidGroup
 from .fused import fused_reference_and_rubric
-from .aggregation import Uncomputable, aggregate, scoring_record
+from .aggregation import Uncomputable, aggregator, scoring_record
 from .judge import equivalence_messages, fence, judge_all, verdict_conversations, verdict_variants
 from .length_penalty import apply_length_penalty, count_rollout_tokens
 from .verdict_ensemble import combine, disagreement
@@ -484,11 +484,12 @@ class CaTPipeline:
             verdicts = [combine(members, same) for same in zip(*answers)]
         n = len(rubric)
         outcomes = []
+        reward = aggregator(rubric, ctx.options)  # the rubric's part found once for the G rollouts
         for index in range(len(ctx.group.rollouts)):
             mine = verdicts[index * n : (index + 1) * n]
             outcome = RolloutOutcome(index=index, reward=None, verdicts=mine)
             try:
-                outcome.reward = aggregate(rubric, mine, ctx.options)
+                outcome.reward = reward(mine)
             except Uncomputable as exc:
                 outcome.error = str(exc)
             outcomes.append(outcome)
