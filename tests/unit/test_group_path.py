@@ -427,3 +427,43 @@ def test_instrumented_counts_as_before_and_makes_series_when_it_did():
     assert after[("cat_llm_tokens_total", (("kind", "prompt"), ("role", "anchor-test"), ("stage", "s1")))] == 14
     assert after[("cat_llm_tokens_total", (("kind", "completion"), ("role", "anchor-test"), ("stage", "s1")))] == 6
     assert after[("cat_llm_call_duration_seconds_count", (("role", "anchor-test"), ("stage", "s1")))] == 3
+
+
+# --- rubric: the duplicate key -----------------------------------------------------------------
+import re  # noqa: E402
+import string  # noqa: E402
+
+from cat_reward.engine import hacking, self_proposed_rubrics  # noqa: E402
+
+
+def old_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
+
+
+def test_duplicate_key_is_the_old_one():
+    rng = random.Random(11)
+    alphabet = string.printable + "\u00e9\u00c9\u0130\u212a\u00df\u4e2d \t\n\x00\x7f\u2022\u00a0\u2003"
+    texts = ["", " ", "A", "  Two  words ", "3. The response, (a) uses: x^2!", "K\u212a", "\u0130stanbul", "stra\u00dfe"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    for text in texts:
+        assert self_proposed_rubrics._key(text) == old_key(text), repr(text)
+
+
+def test_dedupe_keeps_what_it_kept():
+    candidates = ["1. The answer is 42.", "the answer is 42", "THE ANSWER, IS 42!", "- Short", "A distinct criterion here.",
+                  "Caf\u00e9 au lait is named.", "cafe au lait is named", "Caf\u00c9 AU LAIT is named."]
+    assert self_proposed_rubrics.dedupe_criteria(candidates) == [
+        "The answer is 42.", "A distinct criterion here.", "Caf\u00e9 au lait is named.", "cafe au lait is named",
+    ]
+
+
+# --- canaries: one draw of the OS's generator for a group's nonces -------------------------------
+
+
+def test_nonces_look_as_they_did():
+    assert hacking._nonces(0) == []
+    for count in (1, 2, 8, 64):
+        nonces = hacking._nonces(count)
+        assert len(nonces) == count
+        assert all(re.fullmatch(r"[0-9A-F]{10}", n) for n in nonces)
+        assert len(set(nonces)) == count  # 40 random bits each: a repeat here is a bug

@@ -58,6 +58,15 @@ def canary_criterion(ctx: GroupContext, nonce: str | None = None) -> str:
     return ctx.prompts.render("canary.criterion", nonce=nonce or secrets.token_hex(5).upper())
 
 
+def _nonces(count: int) -> list[str]:
+    """``count`` nonces as ``canary_criterion`` draws one (``secrets.token_hex(5).upper()``: 5
+    random bytes from the OS, in upper-case hex), from one draw of the OS's generator for all."""
+    if count == 0:
+        return []
+    hexed = secrets.token_hex(5 * count).upper()
+    return [hexed[i : i + 10] for i in range(0, 10 * count, 10)]
+
+
 def wants_canary(ctx: GroupContext) -> bool:
     return ctx.options.canary and ctx.group.mode in JUDGED_MODES
 
@@ -89,7 +98,7 @@ class Canaries:
             if hits:
                 ctx.usage.cache_hits["canary"] = hits
         self.missing = [i for i, f in enumerate(self.found) if f is None]
-        self.criteria = {i: canary_criterion(ctx) for i in self.missing}
+        self.criteria = {i: canary_criterion(ctx, nonce) for i, nonce in zip(self.missing, _nonces(len(self.missing)))}
         rollouts = ctx.group.rollouts
         self.asks = [
             (verdict_messages(ctx, rollouts[i], self.criteria[i], fenced=fence(rollouts[i])), CANARY_ID) for i in self.missing

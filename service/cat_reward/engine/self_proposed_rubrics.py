@@ -79,8 +79,16 @@ def parse_criteria(text: str) -> list[str]:
     return [m.group(1).strip().strip('"') for m in _LIST_ITEM.finditer(text)]
 
 
+# Every byte but [a-z0-9] to a space: for ASCII text, ``_NON_WORD.sub(" ", ...).strip()`` is its
+# runs of [a-z0-9] joined by one space, which a byte translation and a split give in C.
+_WORD_BYTES = bytes(c if (0x30 <= c <= 0x39 or 0x61 <= c <= 0x7A) else 0x20 for c in range(256))
+
+
 def _key(text: str) -> str:
-    return _NON_WORD.sub(" ", text.lower()).strip()
+    lowered = text.lower()
+    if lowered.isascii():
+        return " ".join(lowered.encode().translate(_WORD_BYTES).decode().split())
+    return _NON_WORD.sub(" ", lowered).strip()
 
 
 def dedupe_criteria(candidates: list[str], existing: list[str] | None = None) -> list[str]:
@@ -159,6 +167,7 @@ async def _collect(
                 top_p=opts.rubric.top_p,
                 seed=None if opts.seed is None else opts.seed + calls - 1,
                 json_schema=schema,
+                session=ctx.session,  # as ctx.anchor would set it, without a copy of the request
             )
         )
         forced = forced or result.forced

@@ -39,6 +39,7 @@ async def synthesize_reference(ctx: GroupContext) -> Reference:
             temperature=sampling.temperature,
             top_p=sampling.top_p,
             seed=ctx.options.seed,
+            session=ctx.session,  # as ctx.anchor would set it, without a copy of the request
         )
     )
     text = result.text.strip()
