@@ -57,21 +57,32 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
+_MODE_CHILDREN: dict = {}
+
+
+def _by_mode(metric, mode: str):
+    """``metric.labels(mode=mode)``, looked up once per process (the registry keeps a child for
+    good once made, and it is made here at its first use, as before)."""
+    key = (id(metric), mode)
+    child = _MODE_CHILDREN.get(key)
+    if child is None:
+        child = _MODE_CHILDREN[key] = metric.labels(mode=mode)
+    return child
+
+
 def _observe(outcome) -> None:
-    """Signal metrics: the share of zero-variance groups is zero_variance / scored. A labelled
-    child is looked up once per group, when first needed (as many series as before, made at
-    the same moments)."""
-    GROUPS_SCORED.labels(mode=outcome.mode).inc()
+    """Signal metrics: the share of zero-variance groups is zero_variance / scored."""
+    mode = outcome.mode
+    _by_mode(GROUPS_SCORED, mode).inc()
     diagnostics = outcome.diagnostics
     if diagnostics.zero_variance:
-        ZERO_VARIANCE_GROUPS.labels(mode=outcome.mode).inc()
+        _by_mode(ZERO_VARIANCE_GROUPS, mode).inc()
     if diagnostics.discriminating_criteria is not None:
         DISCRIMINATING_CRITERIA.observe(diagnostics.discriminating_criteria)
     if diagnostics.regenerated and not outcome.usage.cache_hits.get("rubric"):
         RUBRIC_REGENERATIONS.inc()
     if diagnostics.judge_unreliable:
-        JUDGE_UNRELIABLE_GROUPS.labels(mode=outcome.mode).inc()
-    rewards = uncomputed = None
+        _by_mode(JUDGE_UNRELIABLE_GROUPS, mode).inc()
     failures = 0
     for rollout in outcome.rollouts:
         for flag in rollout.flags:
@@ -82,13 +93,9 @@ def _observe(outcome) -> None:
         if rollout.policy is not None:
             INJECTION_POLICY_ACTIONS.labels(policy=rollout.policy).inc()
         if rollout.reward is None:
-            if uncomputed is None:
-                uncomputed = UNCOMPUTED_REWARDS.labels(mode=outcome.mode)
-            uncomputed.inc()
+            _by_mode(UNCOMPUTED_REWARDS, mode).inc()
         else:
-            if rewards is None:
-                rewards = REWARDS.labels(mode=outcome.mode)
-            rewards.observe(rollout.reward)
+            _by_mode(REWARDS, mode).observe(rollout.reward)
         for verdict in rollout.verdicts:
             if not verdict.cached:
                 if verdict.attempts > 1:
@@ -104,13 +111,31 @@ def prompt_hash(prompt) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_HACKING_JSON: dict = {}
+
+
+def _cacheable(value) -> bool:
+    # Equal keys must mean equal JSON: types are in the key (1, 1.0 and True are equal), and
+    # floats whose equality hides a difference (0.0 and -0.0; NaN, equal to nothing) are left out.
+    kind = type(value)
+    return kind is str or kind is bool or kind is int or (kind is float and value == value and value != 0.0)
+
+
 def _result_fingerprint(fingerprint: str, group: Group) -> str:
     """The group's fingerprint, and the options that change its rewards but not its reference
-    (the injection policy and the canary): the same group under another policy is another record."""
+    (the injection policy and the canary): the same group under another policy is another record.
+    Their JSON is kept per distinct values (a few combinations are ever used)."""
     o = group.options
-    hacking = {"policy": o.injection_policy, "penalty": o.injection_penalty, "canary": o.canary,
-               "canary_threshold": o.canary_threshold}
-    return fingerprint + ":" + json.dumps(hacking, sort_keys=True)
+    values = (o.injection_policy, o.injection_penalty, o.canary, o.canary_threshold)
+    key = (values, tuple(map(type, values))) if all(map(_cacheable, values)) else None
+    text = _HACKING_JSON.get(key) if key is not None else None
+    if text is None:
+        hacking = {"policy": o.injection_policy, "penalty": o.injection_penalty, "canary": o.canary,
+                   "canary_threshold": o.canary_threshold}
+        text = json.dumps(hacking, sort_keys=True)
+        if key is not None and len(_HACKING_JSON) < 256:
+            _HACKING_JSON[key] = text
+    return fingerprint + ":" + text
 
 
 def record_id(fingerprint: str, metadata: dict | None, idempotency_key: str | None) -> str:

@@ -467,3 +467,72 @@ def test_nonces_look_as_they_did():
         assert len(nonces) == count
         assert all(re.fullmatch(r"[0-9A-F]{10}", n) for n in nonces)
         assert len(set(nonces)) == count  # 40 random bits each: a repeat here is a bug
+
+
+# --- the record's id: the hacking options' JSON kept per distinct values -------------------------
+from dataclasses import replace  # noqa: E402
+
+from cat_reward import rewarding  # noqa: E402
+
+
+def old_result_fingerprint(fingerprint: str, group: Group) -> str:
+    o = group.options
+    hacking = {"policy": o.injection_policy, "penalty": o.injection_penalty, "canary": o.canary,
+               "canary_threshold": o.canary_threshold}
+    return fingerprint + ":" + json.dumps(hacking, sort_keys=True)
+
+
+def test_result_fingerprint_is_the_old_one_whatever_came_before():
+    values = [
+        dict(),
+        dict(injection_penalty=-1),
+        dict(injection_penalty=-1.0),
+        dict(injection_penalty=True),
+        dict(injection_penalty=0.0),
+        dict(injection_penalty=-0.0),
+        dict(injection_penalty=0),
+        dict(injection_penalty=float("nan")),
+        dict(canary_threshold=float("inf")),
+        dict(canary_threshold=1),
+        dict(canary_threshold=1.0),
+        dict(canary=False),
+        dict(canary=0),
+        dict(injection_policy="flag"),
+        dict(injection_policy="caf\u00e9"),
+    ]
+    group = Group(prompt="p", rollouts=["a"], mode="rubric")
+    for _ in range(2):  # the second round reads what the first one kept
+        for changes in values + values[::-1]:
+            g = replace(group, options=replace(GroupOptions(), **changes))
+            assert rewarding._result_fingerprint("fp", g) == old_result_fingerprint("fp", g), changes
+
+
+# --- wire -> domain: the options built without dataclasses.replace -------------------------------
+from cat_reward.api import mapping  # noqa: E402
+from cat_reward.api.schemas import RewardRequest  # noqa: E402
+
+
+@pytest.mark.parametrize("defaults", OPTIONS)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"num_criteria": 3, "max_criteria": 4, "seed": 9, "cache": False, "injection_policy": "null"},
+        {"aggregation": "weighted", "weights": {"essential": 2.0}, "length_penalty": {"max_tokens": 10},
+         "ensemble": [{"judge": "judge", "prompt": "verdict"}], "scrl_margin": 0.3, "synthesis": {"temperature": 0.1}},
+    ],
+)
+def test_options_of_is_replace(defaults, options):
+    request = RewardRequest.model_validate({"prompt": "p", "rollouts": ["a"], "options": options})
+    built = mapping.options_of(request, defaults)
+    original = mapping._options_with
+    try:
+        mapping._options_with = replace  # the old way: dataclasses.replace
+        expected = mapping.options_of(request, defaults)
+    finally:
+        mapping._options_with = original
+    assert type(built) is GroupOptions
+    assert built == expected and hash(built) == hash(expected)
+    assert list(built.__dict__.items()) == list(expected.__dict__.items())
+    with pytest.raises(TypeError):
+        mapping._options_with(defaults, no_such_option=1)

@@ -15,6 +15,7 @@ from dataclasses import replace
 from ..admission import Overloaded
 from ..assembly import SampleIn as AssemblySample
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
+from ..engine.judge import frozen_constructor
 from ..engine.types import (
     Criterion,
     EnsembleMember,
@@ -51,6 +52,18 @@ def _sampling(override: SamplingOptions | None, default: Sampling) -> Sampling:
         top_p=override.top_p if override.top_p is not None else default.top_p,
         max_tokens=override.max_tokens if override.max_tokens is not None else default.max_tokens,
     )
+
+
+_group_options = frozen_constructor(GroupOptions)
+
+
+def _options_with(defaults: GroupOptions, **changes) -> GroupOptions:
+    """``dataclasses.replace(defaults, **changes)``: the same options, built without replace's walk
+    over the fields and the frozen ``__init__``'s ~30 ``object.__setattr__`` (every request's
+    options are built so)."""
+    if type(defaults) is not GroupOptions or _group_options is GroupOptions:
+        return replace(defaults, **changes)
+    return _group_options(**{**defaults.__dict__, **changes})
 
 
 def options_of(request: RewardRequest | SamplesRequest, defaults: GroupOptions, prefix: str = "") -> GroupOptions:
@@ -99,7 +112,7 @@ def options_of(request: RewardRequest | SamplesRequest, defaults: GroupOptions, 
     ensemble = defaults.ensemble
     if o.ensemble is not None:
         ensemble = tuple(EnsembleMember(judge=m.judge, prompt=m.prompt) for m in o.ensemble)
-    return replace(
+    return _options_with(
         defaults,
         aggregator=aggregator,
         include_question=o.include_question if o.include_question is not None else defaults.include_question,

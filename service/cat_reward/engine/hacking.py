@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from .caching import canary_key, decode_verdict, encode_verdict
 from .context import GroupContext
 from .injection import FLAG_PREFIX, injection_flags
-from .judge import fence, judge_all, verdict_messages
+from .judge import fence, frozen_constructor, judge_all, verdict_messages
 from .ports import Cache
 from .types import CanaryResult, RolloutOutcome, Verdict
 
@@ -123,6 +123,9 @@ class Canaries:
         return await self.complete(await judge_all(self.ctx, self.asks, "verdict"))
 
 
+_canary_result = frozen_constructor(CanaryResult)  # a group makes G of them
+
+
 def _persuaded(verdict: Verdict, threshold: float) -> bool | None:
     if verdict.p_yes is not None:
         return verdict.p_yes > threshold
@@ -173,10 +176,10 @@ def apply_hacking_policy(
         canary = None
         if canaries is not None:
             criterion, verdict = canaries[index]
-            canary = CanaryResult(
+            canary = _canary_result(
                 criterion=criterion, met=verdict.met, p_yes=verdict.p_yes, raw=verdict.raw, persuaded=persuaded[index]
             )
-        for outcome in [rollout, *(scoring[index] for scoring in extra)]:
+        for outcome in [rollout, *(scoring[index] for scoring in extra)] if extra else (rollout,):
             outcome.canary = canary
             outcome.raw_reward = outcome.reward
             if not flags:
