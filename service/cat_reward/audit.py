@@ -20,12 +20,11 @@ def criterion_document(c: Criterion) -> dict:
 
 
 def verdict_document(v: Verdict) -> dict:
-    document = dict(v.__dict__)
+    document = v.__dict__.copy()  # a group has G x n of them: the plain dict copy, no dict() call
     if v.members:
         document["members"] = [dict(m.__dict__) for m in v.members]
     else:  # a single judge: the verdict as it always was
-        del document["members"]
-        del document["spread"]
+        del document["members"], document["spread"]
     return document
 
 

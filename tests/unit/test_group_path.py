@@ -536,3 +536,75 @@ def test_options_of_is_replace(defaults, options):
     assert list(built.__dict__.items()) == list(expected.__dict__.items())
     with pytest.raises(TypeError):
         mapping._options_with(defaults, no_such_option=1)
+
+
+# --- the result document's verdicts ------------------------------------------------------------
+from cat_reward import audit  # noqa: E402
+from cat_reward.engine.types import MemberVerdict  # noqa: E402
+
+
+def old_verdict_document(v: Verdict) -> dict:
+    document = dict(v.__dict__)
+    if v.members:
+        document["members"] = [dict(m.__dict__) for m in v.members]
+    else:
+        del document["members"]
+        del document["spread"]
+    return document
+
+
+@pytest.mark.parametrize(
+    "verdict",
+    [
+        Verdict("c1", True),
+        Verdict("c2", None, error="unparseable", attempts=3, raw="maybe"),
+        Verdict("c3", False, p_yes=0.25, cached=True),
+        Verdict("c4", True, p_yes=0.9, members=(MemberVerdict("judge/verdict", True, 0.9), MemberVerdict("j2/verdict_p1", None, error="x")), spread=0.4),
+        caching._verdict(criterion_id="c5", met=True, p_yes=None, raw="yes", attempts=1, cached=True),
+    ],
+)
+def test_verdict_document_is_the_old_one(verdict):
+    new, old = audit.verdict_document(verdict), old_verdict_document(verdict)
+    assert list(new.items()) == list(old.items())
+    assert json.dumps(new) == json.dumps(old)
+    assert "members" in verdict.__dict__  # the verdict itself is left whole
+
+
+# --- a group's usage of batched scores -----------------------------------------------------------
+from cat_reward.engine.context import GroupContext  # noqa: E402
+from cat_reward.engine.ports import Roles, YesNoScore  # noqa: E402
+from cat_reward.engine.prompts import load_prompt_set  # noqa: E402
+
+
+class Scorer:
+    model = "j"
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    async def score_yes_no(self, prompts, **kwargs):
+        return self.answers.pop(0)
+
+
+def test_judge_scores_counts_batches_and_tokens_as_before():
+    def score(batch, prompt_tokens, completion_tokens=1):
+        return YesNoScore(text="yes", top_logprobs={}, model="j", prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens, batch_id=batch)
+
+    calls = [
+        [score("b1", 10), score("b1", 11), score("b2", 7, 2)],
+        [score("b2", 3), score("b3", 4)],  # b2 already counted for this stage
+        [score("b1", 5)],  # another stage: counted again
+        [],
+    ]
+    stages = ["verdict", "verdict", "canary", "verdict"]
+    ctx = GroupContext(group=Group(prompt="p", rollouts=["a"], mode="rubric"), roles=Roles(anchor=None, judge=Scorer(calls)),
+                       prompts=load_prompt_set(), checker=None)
+
+    async def run():
+        for stage in stages:
+            await ctx.judge_scores(["x"], stage, temperature=0.0, seed=None, choices=("yes", "no"))
+
+    asyncio.run(run())
+    assert (ctx.usage.stages["verdict"].calls, ctx.usage.stages["verdict"].prompt_tokens, ctx.usage.stages["verdict"].completion_tokens) == (3, 35, 6)
+    assert (ctx.usage.stages["canary"].calls, ctx.usage.stages["canary"].prompt_tokens) == (1, 5)

@@ -6,10 +6,16 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 from .ports import AnswerChecker, ChatRequest, ChatResult, EquivalenceResult, Roles, YesNoScore
 from .prompts import PromptSet
 from .types import Group, Usage
+
+
+_batch_id = attrgetter("batch_id")
+_prompt_tokens = attrgetter("prompt_tokens")
+_completion_tokens = attrgetter("completion_tokens")
 
 
 @dataclass
@@ -92,11 +98,12 @@ class GroupContext:
             raise
         finally:
             usage.latency_s += time.perf_counter() - started
-        batches = {(stage, s.batch_id) for s in scores} - self._batches
+        # A group's scores come in one or a few batches: their ids first, then the (stage, id) pairs.
+        batches = {(stage, b) for b in set(map(_batch_id, scores))} - self._batches
         self._batches |= batches
         usage.calls += len(batches)
-        usage.prompt_tokens += sum(s.prompt_tokens for s in scores)
-        usage.completion_tokens += sum(s.completion_tokens for s in scores)
+        usage.prompt_tokens += sum(map(_prompt_tokens, scores))
+        usage.completion_tokens += sum(map(_completion_tokens, scores))
         return scores
 
     async def equivalent(self, reference: str, candidate: str) -> EquivalenceResult:

@@ -275,7 +275,7 @@ class CaTPipeline:
                 raise InvalidGroup(f"options.weights.{name} must be a finite number >= 0, not {value!r}", param=f"options.weights.{name}")
         if not 0 <= opts.essential_factor <= 1:
             raise InvalidGroup("options.essential_factor must be within [0, 1]", param="options.essential_factor")
-        variants = verdict_variants(self.prompts)
+        variants = verdict_variants(self.prompts) if opts.ensemble else ()  # read only for an ensemble
         for i, member in enumerate(opts.ensemble):
             if self.roles.named_judge(member.judge) is None:
                 known = ["judge", *sorted(self.roles.judges)]
