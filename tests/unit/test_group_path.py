@@ -608,3 +608,26 @@ def test_judge_scores_counts_batches_and_tokens_as_before():
     asyncio.run(run())
     assert (ctx.usage.stages["verdict"].calls, ctx.usage.stages["verdict"].prompt_tokens, ctx.usage.stages["verdict"].completion_tokens) == (3, 35, 6)
     assert (ctx.usage.stages["canary"].calls, ctx.usage.stages["canary"].prompt_tokens) == (1, 5)
+
+
+def old_decode_rubric(entry: dict) -> list[Criterion]:
+    return [
+        Criterion(
+            id=str(c["id"]), text=str(c["text"]), weight=float(c["weight"]), source=c.get("source", "anchor"),
+            tags=tuple(c.get("tags", ())), importance=c.get("importance"),
+        )
+        for c in entry["rubric"]
+    ]
+
+
+@pytest.mark.parametrize("rubric", RUBRICS)
+def test_decode_reference_gives_the_old_criteria(rubric):
+    reference = Reference(text="ref", aggregator="synthesis")
+    entry = json.loads(json.dumps(caching.encode_reference(reference, rubric, None)))  # as a cache hands it back
+    entry["rubric"] = [{k: v for k, v in c.items() if k not in ("source", "tags")} if i % 2 else c for i, c in enumerate(entry["rubric"])]
+    decoded = caching.decode_reference(entry)[1]
+    expected = old_decode_rubric(entry)
+    assert decoded == expected
+    assert [type(c) for c in decoded] == [Criterion] * len(expected)
+    assert [list(c.__dict__.items()) for c in decoded] == [list(c.__dict__.items()) for c in expected]
+    assert caching.decode_reference({"reference": entry["reference"], "rubric": [{"text": "no id"}]}) is None

@@ -268,6 +268,9 @@ def _criterion_entry(c: Criterion) -> dict:
     return {"id": c.id, "text": c.text, "weight": c.weight, "source": c.source, "tags": tags, "importance": c.importance}
 
 
+_criterion_of = frozen_constructor(Criterion)  # a cached group decodes its n criteria
+
+
 def decode_reference(entry: dict) -> tuple[Reference, list[Criterion], dict | None] | None:
     try:
         ref = entry["reference"]
@@ -275,7 +278,7 @@ def decode_reference(entry: dict) -> tuple[Reference, list[Criterion], dict | No
             text=str(ref["text"]), aggregator=ref["aggregator"], answer=ref["answer"], details=dict(ref["details"])
         )
         rubric = [
-            Criterion(
+            _criterion_of(
                 id=str(c["id"]),
                 text=str(c["text"]),
                 weight=float(c["weight"]),
