@@ -122,16 +122,30 @@ def test_fingerprint_of_other_groups_is_the_old_digest(group):
     assert caching.group_fingerprint(group, "a", "j", "v") == old_fingerprint(group, "a", "j", "v")
 
 
-def test_json_strings_is_the_encoder():
+def test_plain_ascii_only_for_text_json_holds_as_it_is():
     for rollouts in ROLLOUT_SETS:
-        assert caching._json_strings(rollouts) == json.dumps(rollouts, sort_keys=True, default=str)
+        encoded = caching._plain_ascii(rollouts)
+        if encoded is not None:
+            assert ('["' + '", "'.join(b.decode() for b in encoded) + '"]') == json.dumps(rollouts)
+    assert caching._plain_ascii(["plain ascii text", "another one"]) == [b"plain ascii text", b"another one"]
+    for bad in ['a "q"', "b\\s", "c\n", "d\x7f", "\u00e9", "e\x1f"]:
+        assert caching._plain_ascii(["fine", bad]) is None
+    assert caching._plain_ascii(("a", "b")) is None and caching._plain_ascii([]) is None
 
 
-def test_encode_with_puts_the_value_where_sort_keys_would():
-    for payload in ({}, {"a": 1}, {"z": [1, 2]}, {"a": "x", "rollouts_": 1, "rollout": None, "z": {"b": 1, "a": 2}}):
-        value = ["v\u00e9"]
-        expected = json.dumps({**payload, "rollouts": value}, sort_keys=True)
-        assert caching._encode_with(payload, "rollouts", json.dumps(value)) == expected
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        '"rollouts": []',
+        'x", "rollouts": [], "y',
+        [{"role": "user", "content": "q", "rollouts": []}],  # a nested key and value like the slot: the encoder
+        [{"role": "user", "content": '"rollouts": []'}],
+        [{"rollouts": ()}],
+    ],
+)
+def test_fingerprint_with_the_slot_text_elsewhere(prompt):
+    group = Group(prompt=prompt, rollouts=["plain one", "plain two"], mode="rubric")
+    assert caching.group_fingerprint(group, "a", "j", "v") == old_fingerprint(group, "a", "j", "v")
 
 
 @pytest.mark.parametrize("options", OPTIONS)

@@ -132,27 +132,24 @@ def _criterion(c: Criterion) -> dict:
 _JSON_AS_IS = bytes(c for c in range(0x20, 0x7F) if c not in (0x22, 0x5C))
 
 
-def _json_strings(items) -> str:
-    """``_KEY_JSON.encode(items)`` for a list of strings: a rollout of plain ASCII text needs no
-    escape, so its JSON is itself in quotes (the escaping encoder reads every character; this
-    checks them in one C pass over its bytes). Otherwise the encoder, as before."""
-    if type(items) is list and items and all(
-        type(t) is str and t.isascii() and not t.encode().translate(None, _JSON_AS_IS) for t in items
-    ):
-        return '["' + '", "'.join(items) + '"]'
-    return _KEY_JSON.encode(items)
+_ROLLOUTS_SLOT = '"rollouts": []'
 
 
-def _encode_with(payload: dict, name: str, encoded: str) -> str:
-    """``_KEY_JSON.encode({**payload, name: value})`` where ``encoded`` is the value's JSON: the
-    keys before and after ``name`` (sorted, as sort_keys orders them) are encoded apart and the
-    value is put between them, with the encoder's separators (", " and ": ")."""
-    before = _KEY_JSON.encode({k: v for k, v in payload.items() if k < name})
-    after = _KEY_JSON.encode({k: v for k, v in payload.items() if k > name})
-    middle = _KEY_JSON.encode(name) + ": " + encoded
-    head = before[:-1] + ", " if before != "{}" else "{"
-    tail = ", " + after[1:] if after != "{}" else "}"
-    return head + middle + tail
+def _plain_ascii(items) -> list[bytes] | None:
+    """The rollouts' bytes when each one is plain ASCII text that JSON holds as it is (then its
+    JSON string is itself in quotes: the escaping encoder reads every character, this checks its
+    bytes in one C pass); None when one is not (or the rollouts are not a list of strings)."""
+    if type(items) is not list or not items:
+        return None
+    encoded = []
+    for text in items:
+        if type(text) is not str or not text.isascii():
+            return None
+        data = text.encode()
+        if data.translate(None, _JSON_AS_IS):
+            return None
+        encoded.append(data)
+    return encoded
 
 
 def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_version: str) -> str:
@@ -161,6 +158,7 @@ def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_
         **_later(group, _LATER_RESULT_OPTIONS),
         **_anchor_reads_flagged(group),
         "prompt": group.prompt,
+        "rollouts": group.rollouts,
         "mode": group.mode,
         "reference": group.reference,
         "rubric": [_criterion(c) for c in group.rubric] if group.rubric else None,
@@ -170,10 +168,22 @@ def group_fingerprint(group: Group, anchor_model: str, judge_model: str, prompt_
         "judge_model": judge_model,
         "prompt_version": prompt_version,
     }
-    # The same digest as _digest({..., "rollouts": group.rollouts}): the rollouts (most of the
-    # text) are encoded without the escaping encoder when they need no escape.
-    text = _encode_with(payload, "rollouts", _json_strings(group.rollouts))
-    return hashlib.sha256(text.encode()).hexdigest()
+    encoded = _plain_ascii(group.rollouts)
+    if encoded is not None:
+        # The same digest as _digest(payload), without the rollouts (most of the text) through
+        # the escaping encoder: the payload is encoded with an empty list in their place, and
+        # their JSON ('["' + texts joined by '", "' + '"]') hashed there. The slot is found by
+        # its text: no string's JSON can hold it (a quote inside one is escaped), and a nested
+        # key of that name and value would make it appear twice: then the encoder, as before.
+        text = _KEY_JSON.encode({**payload, "rollouts": []})
+        at = text.find(_ROLLOUTS_SLOT)
+        if at >= 0 and text.find(_ROLLOUTS_SLOT, at + 1) < 0:
+            cut = at + len(_ROLLOUTS_SLOT) - 2  # just before "[]"
+            digest = hashlib.sha256(text[:cut].encode())
+            digest.update(b'["' + b'", "'.join(encoded) + b'"]')
+            digest.update(text[cut + 2 :].encode())
+            return digest.hexdigest()
+    return _digest(payload)
 
 
 def reference_key(fingerprint: str) -> str:
