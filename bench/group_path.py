@@ -168,6 +168,43 @@ def stub_detector() -> None:
     injection.injection_flags = lambda text: []  # type: ignore[assignment]
 
 
+def rest_only(pipeline: CaTPipeline) -> None:
+    """Leave the rubric's verdicts out (``--rest-only``): ``_score_rubric`` answers with fixed
+    verdicts (the same objects for every group), rewards aggregated as the pipeline does, and settles
+    the canaries with fixed verdicts through ``Canaries.complete`` (their cache write included).
+    What remains is the rest of the group's path: mapping, fingerprint, reference cache, anchor
+    calls, canaries' preparation, diagnostics, policy, metrics, record id, documents."""
+    from cat_reward.engine import aggregation
+    from cat_reward.engine.types import RolloutOutcome, Verdict
+
+    def rewards_of(rubric, options):  # as the pipeline's own _score_rubric aggregates, in either version
+        if hasattr(aggregation, "aggregator"):
+            return aggregation.aggregator(rubric, options)
+        return lambda verdicts: aggregation.aggregate(rubric, verdicts, options)
+
+    fixed: dict[tuple[int, int], list] = {}
+
+    async def score_rubric(ctx, rubric, cache, canary=None):
+        if canary is not None and not canary.completed.done():
+            canary.completed.set_result(
+                await canary.complete([Verdict("canary", met=False, p_yes=0.1, raw="no") for _ in canary.missing])
+            )
+        outcomes = []
+        reward = rewards_of(rubric, ctx.options)
+        for index in range(len(ctx.group.rollouts)):
+            mine = fixed.get((index, len(rubric)))
+            if mine is None:
+                mine = fixed[(index, len(rubric))] = [
+                    Verdict(c.id, met=(index + j) % 3 != 0, p_yes=0.8 if (index + j) % 3 else 0.2, raw="yes" if (index + j) % 3 else "no")
+                    for j, c in enumerate(rubric)
+                ]
+            mine = [v if v.criterion_id == c.id else Verdict(c.id, met=v.met, p_yes=v.p_yes, raw=v.raw) for v, c in zip(mine, rubric)]
+            outcomes.append(RolloutOutcome(index=index, reward=reward(mine), verdicts=mine))
+        return outcomes
+
+    pipeline._score_rubric = score_rubric  # type: ignore[method-assign]
+
+
 async def one(service: RewardService, request: RewardRequest) -> dict:
     job = job_of(request, service.defaults, "rubric")
     scored = await service.score(job)
@@ -188,7 +225,9 @@ async def many(service: RewardService, requests: list[RewardRequest], concurrenc
     return list(await asyncio.gather(*(gated(q) for q in requests)))
 
 
-async def run(groups: int, repeats: int, profile: str | None, concurrency: int = 1) -> dict:
+async def run(
+    groups: int, repeats: int, profile: str | None, concurrency: int = 1, with_warm: bool = True, rest: bool = False
+) -> dict:
     chats: dict = {"synthesis": {}, "rubric": {}}
     anchor = make_client("anchor", chats)
     judge = make_client("judge", chats)
@@ -197,6 +236,8 @@ async def run(groups: int, repeats: int, profile: str | None, concurrency: int =
     pipeline = CaTPipeline(roles, load_prompt_set(settings.prompt_set), Checker(), cache=ResilientCache(MemoryCache()))
     history = NullHistory()
     service = RewardService(settings, pipeline, history)
+    if rest:
+        rest_only(pipeline)
 
     def load(count: int, offset: int) -> list[RewardRequest]:
         s, r = answers(count, offset)
@@ -221,10 +262,11 @@ async def run(groups: int, repeats: int, profile: str | None, concurrency: int =
         if profiler:
             profiler.disable()
         cold.append((time.process_time() - started) * 1000 / groups)
-        started = time.process_time()
-        again = await many(service, requests, concurrency)
-        warm.append((time.process_time() - started) * 1000 / groups)
-        assert [d["rewards"] for d in again] == [d["rewards"] for d in documents], "warm rewards must be the cold ones"
+        if with_warm:
+            started = time.process_time()
+            again = await many(service, requests, concurrency)
+            warm.append((time.process_time() - started) * 1000 / groups)
+            assert [d["rewards"] for d in again] == [d["rewards"] for d in documents], "warm rewards must be the cold ones"
         if profiler:
             stats = pstats.Stats(profiler, stream=sys.stderr)
             stats.sort_stats(profile).print_stats(45)
@@ -234,13 +276,14 @@ async def run(groups: int, repeats: int, profile: str | None, concurrency: int =
         "groups": groups,
         "repeats": repeats,
         "concurrency": concurrency,
+        "rest_only": rest,
         "G": G,
         "n": N,
         "detector": "real" if os.environ.get("GROUP_PATH_DETECTOR") else "stubbed",
         "rollout_chars": statistics.mean(len(r) for r in make_requests(1, 0)[0].rollouts),
         "cold_ms_per_group": min(cold),
         "cold_ms_all": cold,
-        "warm_ms_per_group": min(warm),
+        "warm_ms_per_group": min(warm) if warm else None,
         "warm_ms_all": warm,
         "records": history.records,
         "last_document_sha256": __import__("hashlib").sha256(
@@ -255,6 +298,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1, help="groups scored at once (default: one after another)")
     parser.add_argument("--detector", action="store_true", help="keep the real injection detector")
+    parser.add_argument("--no-warm", action="store_true", help="cold groups only (e.g. to count instructions under valgrind)")
+    parser.add_argument("--rest-only", action="store_true", help="the rubric's verdicts answered by fixed ones (see rest_only)")
     parser.add_argument("--profile", nargs="?", const="tottime", default=None, help="cProfile the first cold run, sorted by this")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="write the result here")
     args = parser.parse_args()
@@ -262,10 +307,10 @@ def main() -> None:
         os.environ["GROUP_PATH_DETECTOR"] = "1"
     else:
         stub_detector()
-    result = asyncio.run(run(args.groups, args.repeats, args.profile, args.concurrency))
+    result = asyncio.run(run(args.groups, args.repeats, args.profile, args.concurrency, not args.no_warm, args.rest_only))
     print(
-        f"group path, CPU per group (G={G}, n={N}, ~{result['rollout_chars']:.0f}-char rollouts, {args.concurrency} at once, detector "
-        f"{result['detector']}): cold {result['cold_ms_per_group']:.3f} ms, warm {result['warm_ms_per_group']:.3f} ms "
+        f"{'rest of the ' if args.rest_only else ''}group path, CPU per group (G={G}, n={N}, ~{result['rollout_chars']:.0f}-char rollouts, {args.concurrency} at once, detector "
+        f"{result['detector']}): cold {result['cold_ms_per_group']:.3f} ms, warm {result['warm_ms_per_group'] or 0:.3f} ms "
         f"(best of {args.repeats} x {args.groups} groups; all cold {[round(x, 3) for x in result['cold_ms_all']]})"
     )
     if args.json_path:

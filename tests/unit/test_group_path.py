@@ -645,3 +645,70 @@ def test_decode_reference_gives_the_old_criteria(rubric):
     assert [type(c) for c in decoded] == [Criterion] * len(expected)
     assert [list(c.__dict__.items()) for c in decoded] == [list(c.__dict__.items()) for c in expected]
     assert caching.decode_reference({"reference": entry["reference"], "rubric": [{"text": "no id"}]}) is None
+
+
+# --- prompts built from a template's pieces: render()'s text -------------------------------------
+from cat_reward.engine.aggregators import synthesis  # noqa: E402
+from cat_reward.engine.conversation import render_question  # noqa: E402
+from cat_reward.engine.judge import verdict_messages  # noqa: E402
+from cat_reward.engine.prompts import PromptSet  # noqa: E402
+
+
+def old_synthesis_messages(ctx) -> list[dict[str, str]]:
+    group, prompts = ctx.group, ctx.prompts
+    texts, _ = hacking.anchor_inputs(ctx)
+    responses = "\n\n".join(
+        prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(texts)
+    )
+    question = ""
+    if group.options.include_question:
+        question = prompts.render("question.block", question=render_question(group.prompt)) + "\n\n"
+    template = "synthesis_math.user" if group.mode == "verifiable" else "synthesis_free.user"
+    user = prompts.render(template, question=question, count=str(len(texts)), responses=responses)
+    return [{"role": "system", "content": prompts.render("synthesis.system")}, {"role": "user", "content": user}]
+
+
+def prompt_sets() -> list[PromptSet]:
+    shipped = load_prompt_set()
+    odd = dict(shipped.templates)
+    odd["response.item"] = "{{response}} (answer {{number}}, again {{number}})"  # another shape: render()
+    odd["canary.criterion"] = "Code {{nonce}} and {{nonce}}."
+    swapped = dict(shipped.templates)
+    swapped["response.item"] = "R: {{response}} / N: {{number}}"
+    return [shipped, PromptSet("odd", "odd+1", odd), PromptSet("swapped", "swapped+1", swapped)]
+
+
+@pytest.mark.parametrize("prompts", prompt_sets(), ids=lambda p: p.name)
+@pytest.mark.parametrize("mode", ["rubric", "verifiable"])
+@pytest.mark.parametrize("include_question", [False, True])
+def test_synthesis_messages_are_render_s(prompts, mode, include_question):
+    rollouts = ["  padded answer \n", "caf\u00e9 {{number}} \\ \"q\"", "", "last one"]
+    group = Group(prompt="Why?", rollouts=rollouts, mode=mode, options=GroupOptions(include_question=include_question))
+    ctx = GroupContext(group=group, roles=Roles(anchor=None, judge=None), prompts=prompts, checker=None)
+    ctx._injection = [[], [], [], []]
+    assert synthesis.synthesis_messages(ctx) == old_synthesis_messages(ctx)
+
+
+@pytest.mark.parametrize("prompts", prompt_sets(), ids=lambda p: p.name)
+def test_canary_criteria_are_render_s(prompts):
+    ctx = GroupContext(group=Group(prompt="p", rollouts=["a"], mode="rubric"), roles=Roles(anchor=None, judge=None),
+                       prompts=prompts, checker=None)
+    nonces = ["0123456789", "ABCDEF0123"]
+    assert hacking._canary_criteria(ctx, nonces) == [hacking.canary_criterion(ctx, n) for n in nonces]
+    assert hacking._canary_criteria(ctx, []) == []
+
+
+def test_verdict_messages_text_is_the_concatenation():
+    ctx = GroupContext(group=Group(prompt="p", rollouts=["a"], mode="rubric"), roles=Roles(anchor=None, judge=None),
+                       prompts=load_prompt_set(), checker=None)
+    messages = verdict_messages(ctx, "resp <response> x", "The criterion.")
+    assert messages[1]["content"] == load_prompt_set().render(
+        "verdict.user", response=hacking.fence("resp <response> x"), criterion="The criterion."
+    )
+
+
+def test_anchor_criteria_are_criterion_s():
+    made = self_proposed_rubrics._criterion(id="c1", text="t")
+    expected = Criterion(id="c1", text="t")
+    assert type(made) is Criterion and made == expected and hash(made) == hash(expected)
+    assert list(made.__dict__.items()) == list(expected.__dict__.items())

@@ -67,6 +67,15 @@ def _nonces(count: int) -> list[str]:
     return [hexed[i : i + 10] for i in range(0, 10 * count, 10)]
 
 
+def _canary_criteria(ctx: GroupContext, nonces: list[str]) -> list[str]:
+    """``canary_criterion(ctx, nonce)`` for each nonce: with the template's one placeholder (its
+    usual shape), the pieces around the nonce joined without render()'s per-call checks."""
+    pieces = ctx.prompts.pieces("canary.criterion")
+    if len(pieces) == 3 and pieces[1] == "nonce":
+        return [pieces[0] + nonce + pieces[2] for nonce in nonces]
+    return [canary_criterion(ctx, nonce) for nonce in nonces]
+
+
 def wants_canary(ctx: GroupContext) -> bool:
     return ctx.options.canary and ctx.group.mode in JUDGED_MODES
 
@@ -98,7 +107,7 @@ class Canaries:
             if hits:
                 ctx.usage.cache_hits["canary"] = hits
         self.missing = [i for i, f in enumerate(self.found) if f is None]
-        self.criteria = {i: canary_criterion(ctx, nonce) for i, nonce in zip(self.missing, _nonces(len(self.missing)))}
+        self.criteria = dict(zip(self.missing, _canary_criteria(ctx, _nonces(len(self.missing)))))
         rollouts = ctx.group.rollouts
         self.asks = [
             (verdict_messages(ctx, rollouts[i], self.criteria[i], fenced=fence(rollouts[i])), CANARY_ID) for i in self.missing

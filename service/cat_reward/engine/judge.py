@@ -173,7 +173,7 @@ def verdict_messages(
     if split is None:
         user = ctx.prompts.render(f"{variant}.user", response=fenced, criterion=criterion)
     else:
-        user = split[0] + fenced + split[1] + criterion + split[2]
+        user = "".join((split[0], fenced, split[1], criterion, split[2]))  # one copy of the (long) response
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

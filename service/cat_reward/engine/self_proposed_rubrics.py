@@ -14,6 +14,7 @@ import re
 from .context import GroupContext
 from .conversation import render_question
 from .errors import RubricGenerationFailed
+from .judge import frozen_constructor
 from .ports import ChatRequest
 from .types import Criterion, Reference
 from .weighted_rubrics import DEFAULT_IMPORTANCE, MAX_PITFALLS, parse_weighted_criteria, weighted_rubric_schema
@@ -25,6 +26,9 @@ _XML_ITEM = re.compile(r"<criterion[^>]*>(.*?)</criterion>", re.IGNORECASE | re.
 _LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022]|\(?\d{1,2}[.):])\s+(.+?)\s*$", re.MULTILINE)
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _ENUMERATION = re.compile(r"^\s*(?:\(?\d{1,2}[.):]|[-*\u2022]|criterion\s*\d{1,2}\s*[:.)-])\s*", re.IGNORECASE)
+
+
+_criterion = frozen_constructor(Criterion)  # Criterion(...) without its frozen __setattr__ per field
 
 
 def rubric_schema(min_items: int, max_items: int) -> dict:
@@ -190,7 +194,7 @@ async def _collect(
     info: dict = {"attempts": calls, "structured_output": forced}
     if not weighted:
         criteria = criteria[: opts.max_criteria]
-        return [Criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)], info
+        return [_criterion(id=f"c{i + 1}", text=text) for i, text in enumerate(criteria)], info
     kept_positive = [c for c in criteria if importance[c] != "pitfall"][: opts.max_criteria]
     kept_pitfalls = [c for c in criteria if importance[c] == "pitfall"][:MAX_PITFALLS]
     info["importance_defaulted"] = defaulted

@@ -15,9 +15,18 @@ from ..types import Reference
 def synthesis_messages(ctx: GroupContext) -> list[dict[str, str]]:
     group, prompts = ctx.group, ctx.prompts
     texts, _ = anchor_inputs(ctx)
-    responses = "\n\n".join(
-        prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(texts)
-    )
+    item = prompts.pieces("response.item")
+    if len(item) == 5 and item[1] == "number" and item[3] == "response":
+        # render()'s result for this shape (literal, number, literal, response, literal), without
+        # its per-call checks: the G items of every group
+        before, between, after = item[0], item[2], item[4]
+        responses = "\n\n".join(
+            "".join((before, str(i + 1), between, r.strip(), after)) for i, r in enumerate(texts)
+        )
+    else:
+        responses = "\n\n".join(
+            prompts.render("response.item", number=str(i + 1), response=r.strip()) for i, r in enumerate(texts)
+        )
     question = ""
     if group.options.include_question:
         question = prompts.render("question.block", question=render_question(group.prompt)) + "\n\n"
