@@ -41,7 +41,7 @@ def rollout_documents(rollouts: list[RolloutOutcome]) -> list[dict]:
             "error": r.error,
             "raw_reward": r.raw_reward,
             "policy": r.policy,
-            "canary": None if r.canary is None else dict(r.canary.__dict__),
+            "canary": None if r.canary is None else r.canary.__dict__.copy(),
         }
         if r.length is not None:
             document["length"] = dict(r.length)
@@ -54,7 +54,7 @@ def diagnostics_document(d: Diagnostics) -> dict:
         "reward_mean": d.reward_mean,
         "reward_std": d.reward_std,
         "zero_variance": d.zero_variance,
-        "criteria": [dict(s.__dict__) for s in d.criteria],
+        "criteria": [s.__dict__.copy() for s in d.criteria],
         "discriminating_criteria": d.discriminating_criteria,
         "regenerated": d.regenerated,
         "canary_yes": d.canary_yes,

@@ -712,3 +712,18 @@ def test_anchor_criteria_are_criterion_s():
     expected = Criterion(id="c1", text="t")
     assert type(made) is Criterion and made == expected and hash(made) == hash(expected)
     assert list(made.__dict__.items()) == list(expected.__dict__.items())
+
+
+def test_documents_of_canaries_and_signals_are_plain_copies():
+    from cat_reward.engine.types import CanaryResult, CriterionSignal
+
+    canary = CanaryResult(criterion="c", met=False, p_yes=0.1, raw="no", persuaded=False)
+    rollout = RolloutOutcome(index=0, reward=1.0, canary=canary)
+    document = audit.rollout_documents([rollout])[0]["canary"]
+    assert list(document.items()) == list(dict(canary.__dict__).items()) and document is not canary.__dict__
+    signal = CriterionSignal("c1", met=1, judged=2, discriminating=True)
+    diagnostics = Diagnostics(0.5, 0.5, False, criteria=[signal])
+    criteria = audit.diagnostics_document(diagnostics)["criteria"]
+    assert criteria == [{"criterion_id": "c1", "met": 1, "judged": 2, "discriminating": True}]
+    criteria[0]["met"] = 99
+    assert signal.met == 1  # a copy, not the signal's own dict
