@@ -13,3 +13,9 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def services_of(request: Request) -> Services:
+    """The services, for the hot routes: they take the ``Request`` itself rather than
+    ``ServicesDep``, one dependency fewer for FastAPI to resolve on every call (same answer)."""
+    return request.app.state.services

@@ -30,12 +30,12 @@ import asyncio
 import hashlib
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...assembly import GroupConflict, GroupFailed, RollingGroups
 from ...rewarding import group_key
-from ..deps import ServicesDep
+from ..deps import services_of
 from ..errors import HTTPProblem
 from ..mapping import sample_job_of, samples_response, status_for_type
 from ..schemas import ErrorResponse, SamplesRequest, SamplesResponse
@@ -101,7 +101,8 @@ def _series(prompt: str, mode: str) -> str:
     "(CAT_OPENRLHF_GROUP_SIZE of them, in rolling per-prompt groups); the request returns once its groups are "
     "scored. A reward that cannot be computed fails the request with 502 `reward_unavailable`, never a 0.",
 )
-async def openrlhf_reward(body: OpenRLHFRequest, services: ServicesDep) -> OpenRLHFResponse:
+async def openrlhf_reward(body: OpenRLHFRequest, request: Request) -> OpenRLHFResponse:
+    services = services_of(request)
     settings = services.settings
     n = len(body.query)
     if len(body.prompts) != n:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 
-from ..deps import ServicesDep
+from ..deps import services_of
 from ..mapping import batch_response, job_of
 from ..schemas import BatchRequest, BatchResponse, ErrorResponse, RewardRequest, RewardResponse
 
@@ -41,7 +41,8 @@ IdempotencyKey = Annotated[
     responses=ERROR_RESPONSES,
     summary="Score one group of rollouts with CaT",
 )
-async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None) -> dict:
+async def rewards(body: RewardRequest, request: Request, idempotency_key: IdempotencyKey = None) -> dict:
+    services = services_of(request)
     service = services.rewards
     scored = await service.score(job_of(body, service.defaults, services.settings.default_mode), idempotency_key)
     return scored.document  # validated against RewardResponse on the way out
@@ -57,8 +58,9 @@ async def rewards(body: RewardRequest, services: ServicesDep, idempotency_key: I
     "A batch is admitted whole or not at all.",
 )
 async def rewards_batch(
-    body: BatchRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    body: BatchRequest, request: Request, idempotency_key: IdempotencyKey = None
 ) -> BatchResponse:
+    services = services_of(request)
     if not body.groups:  # nothing to score: answered at once, no admission, no judge call
         return BatchResponse(results=[])
     service = services.rewards

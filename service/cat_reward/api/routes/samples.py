@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from ...assembly import GroupConflict, GroupFailed
-from ..deps import ServicesDep
+from ..deps import services_of
 from ..errors import HTTPProblem
 from ..mapping import sample_job_of, samples_response, status_for_type
 from ..schemas import ErrorResponse, SamplesRequest, SamplesResponse
@@ -28,8 +28,9 @@ router = APIRouter(tags=["rewards"])
     "scored as it is (`group.partial`); one with fewer fails with 409 `group_incomplete`.",
 )
 async def rewards_samples(
-    body: SamplesRequest, services: ServicesDep, idempotency_key: IdempotencyKey = None
+    body: SamplesRequest, request: Request, idempotency_key: IdempotencyKey = None
 ) -> SamplesResponse:
+    services = services_of(request)
     job = sample_job_of(body, services.rewards.defaults, services.settings.default_mode)
     if not body.samples:  # nothing to score: answered at once, no group is opened, no judge call
         services.samples.check(job)  # ... but the rest of the body is held to openapi.json all the same
