@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from fastapi.responses import Response
 
 from ..deps import services_of
 from ..mapping import batch_response, job_of
+from ..responses import ResponseCodec
 from ..schemas import BatchRequest, BatchResponse, ErrorResponse, RewardRequest, RewardResponse
 
 router = APIRouter(tags=["rewards"])
@@ -41,11 +43,14 @@ IdempotencyKey = Annotated[
     responses=ERROR_RESPONSES,
     summary="Score one group of rollouts with CaT",
 )
-async def rewards(body: RewardRequest, request: Request, idempotency_key: IdempotencyKey = None) -> dict:
+async def rewards(body: RewardRequest, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
     services = services_of(request)
     service = services.rewards
     scored = await service.score(job_of(body, service.defaults, services.settings.default_mode), idempotency_key)
-    return scored.document  # validated against RewardResponse on the way out
+    return REWARD_RESPONSE.response(scored.document)  # validated against RewardResponse, as response_model would
+
+
+REWARD_RESPONSE = ResponseCodec(RewardResponse, rewards, "POST /rewards")
 
 
 @router.post(
