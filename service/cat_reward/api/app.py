@@ -13,7 +13,7 @@ from ..wiring import open_services
 from . import contract
 from .errors import install_error_handlers
 from .security import require
-from .middleware import BodyLimitMiddleware, ObservabilityMiddleware
+from .middleware import EdgeMiddleware
 from .routes import health, metrics, openrlhf, rewards, rubrics, samples
 from .ui import install as install_ui
 
@@ -51,8 +51,9 @@ def create_app(
 
     app = FastAPI(title="cat-reward", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ObservabilityMiddleware)  # outermost: it also sees (and counts) 413s
+    # One layer: the dashboard's security headers, request id, access log and metrics (413s
+    # included), body limit.
+    app.add_middleware(EdgeMiddleware, max_bytes=settings.max_body_bytes)
     trainers = [Depends(require("rewards"))]
     app.include_router(rewards.router, dependencies=trainers)
     app.include_router(samples.router, dependencies=trainers)
@@ -60,6 +61,6 @@ def create_app(
     app.include_router(rubrics.router, dependencies=[Depends(require("audit"))])
     app.include_router(health.router)  # probes and metrics stay open for the orchestrator and Prometheus
     app.include_router(metrics.router)
-    install_ui(app)  # the audit dashboard at /ui: HTML, guarded by the audit scope, not in openapi.json
+    install_ui(app, security_headers=False)  # the audit dashboard at /ui: HTML, guarded by the audit scope, not in openapi.json
     contract.install(app, settings)  # openapi.json: the exact contract for these settings
     return app

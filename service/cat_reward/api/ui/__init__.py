@@ -18,12 +18,15 @@ async def _exit(request: Request, exc: UIExit):
     return exc.response
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, security_headers: bool = True) -> None:
+    """``security_headers=False``: the app's own middleware adds them (the service's
+    ``EdgeMiddleware`` does, in the layer that also sets the request id)."""
     # The stylesheet first: the router's catch-all 404 page would otherwise shadow it.
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(router)
     app.add_exception_handler(UIExit, _exit)
-    app.add_middleware(SecurityHeadersMiddleware)
+    if security_headers:
+        app.add_middleware(SecurityHeadersMiddleware)
 
 
 __all__ = ["install"]

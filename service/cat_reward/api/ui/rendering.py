@@ -74,10 +74,25 @@ def error_page(
     return page(request, "error.html", status=status, headers=headers, title=title, message=message, viewer=viewer)
 
 
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
+
+
+def with_security_headers(headers: list, static: bool) -> list:
+    """A ``/ui`` response's headers: the CSP and friends (replacing any of the same names), and
+    ``Cache-Control: no-store`` but for the static stylesheet: audit pages must not stay in
+    shared or browser caches after logout."""
+    headers = [(k, v) for k, v in headers if k.lower() not in _SECURITY_NAMES]
+    headers += SECURITY_HEADERS
+    if not static:
+        headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+        headers.append((b"cache-control", b"no-store"))
+    return headers
+
+
 class SecurityHeadersMiddleware:
-    """Adds the CSP and friends to every response under ``/ui`` (pages, redirects, the static
-    stylesheet, error pages), and ``Cache-Control: no-store`` to all but the stylesheet: audit
-    pages must not stay in shared or browser caches after logout."""
+    """Adds ``with_security_headers`` to every response under ``/ui`` (pages, redirects, the
+    static stylesheet, error pages), for an app without the service's ``EdgeMiddleware`` (which
+    does the same in its own layer)."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -90,12 +105,7 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in dict(SECURITY_HEADERS)]
-                headers += SECURITY_HEADERS
-                if not static:
-                    headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
-                    headers.append((b"cache-control", b"no-store"))
-                message["headers"] = headers
+                message["headers"] = with_security_headers(message.get("headers", []), static)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
