@@ -9,6 +9,7 @@ from fastapi.responses import Response
 
 from ..deps import services_of
 from ..mapping import batch_response, job_of
+from ..hotpath import GuardedJSONRoute
 from ..responses import ResponseCodec
 from ..schemas import BatchRequest, BatchResponse, ErrorResponse, RewardRequest, RewardResponse
 
@@ -37,12 +38,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-@router.post(
-    "/rewards",
-    response_model=RewardResponse,
-    responses=ERROR_RESPONSES,
-    summary="Score one group of rollouts with CaT",
-)
 async def rewards(body: RewardRequest, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
     services = services_of(request)
     service = services.rewards
@@ -51,6 +46,16 @@ async def rewards(body: RewardRequest, request: Request, idempotency_key: Idempo
 
 
 REWARD_RESPONSE = ResponseCodec(RewardResponse, rewards, "POST /rewards")
+# As @router.post would add it, with the route class that answers the common request itself.
+router.add_api_route(
+    "/rewards",
+    rewards,
+    methods=["POST"],
+    response_model=RewardResponse,
+    responses=ERROR_RESPONSES,
+    summary="Score one group of rollouts with CaT",
+    route_class_override=GuardedJSONRoute,
+)
 
 
 @router.post(
