@@ -180,3 +180,43 @@ async def test_the_short_way_is_taken_only_for_its_shape():
         app, route = _app_with(router_deps, include_deps, returns_response)
         await _first_request(app)
         assert route.fast_path is expected, (router_deps, include_deps, returns_response)
+
+
+async def test_odd_bodies_are_left_to_fastapi_and_answered_alike():
+    deep = b"[" * 100_000 + b"]" * 100_000  # json.loads gives up (RecursionError): FastAPI's 400, our 422
+    requests = [post(content=deep), post(content=b"[]"), post(content=b"null"), post(content=b'"x"')]
+    fast, _ = await answers(False, requests)
+    general, _ = await answers(True, requests)
+    assert fast == general
+    assert [a[0] for a in fast] == [422, 422, 422, 422]
+
+
+async def test_a_client_gone_while_sending_the_body_is_answered_alike():
+    results = []
+    for general in (False, True):
+        r, _, _ = roles()
+        app = create_app(Settings(api_keys="trainer:rewards"), roles=r, checker=ExactChecker(), with_history=False)
+        if general:
+            app.dependency_overrides[get_services] = get_services
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        sent = []
+        messages = iter([{"type": "http.request", "body": b'{"prompt": ', "more_body": True}, {"type": "http.disconnect"}])
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/rewards", "raw_path": b"/rewards", "query_string": b"",
+                 "headers": [(b"authorization", b"Bearer trainer"), (b"content-type", b"application/json"),
+                             (b"content-length", b"100")],
+                 "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("c", 1), "http_version": "1.1",
+                 "asgi": {"version": "3.0"}}
+        await app(scope, receive, send)
+        await lifespan.__aexit__(None, None, None)
+        start = sent[0]
+        results.append((start["status"], [(k, v) for k, v in start["headers"] if k != b"x-request-id"], sent[1]["body"]))
+    assert results[0] == results[1]
+    assert results[0][0] == 422

@@ -32,7 +32,7 @@ from typing import Annotated, Any
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter
 
 from .security import Guard
 
@@ -126,16 +126,17 @@ class GuardedJSONRoute(APIRoute):
                 return await general(request)
             if request.headers.get("content-type") != "application/json":
                 return await general(request)
-            body_bytes = await request.body()  # cached on the request: FastAPI's handler reads it again
-            if not body_bytes:
-                return await general(request)
             try:
+                # Read and parsed as FastAPI does, and cached on the request, so FastAPI's handler
+                # reads the same body (or meets the same failure) if it has to take over.
+                if not await request.body():
+                    return await general(request)
                 body = await request.json()
                 values: dict[str, Any] = {body_name: body_adapter.validate_python(body, from_attributes=True)}
                 for name, alias, adapter in headers:
                     raw = request.headers.get(alias)
                     values[name] = adapter.validate_python(raw) if raw is not None else None
-            except (ValueError, ValidationError):  # JSON errors are ValueErrors; FastAPI words them
+            except Exception:  # noqa: BLE001 - bad JSON, invalid fields, a disconnect: FastAPI words each
                 return await general(request)
             await guard(request)
             values[request_name] = request
