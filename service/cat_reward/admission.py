@@ -20,6 +20,11 @@ from .engine.errors import CatError, InvalidGroup
 from .metrics import ADMISSION_REJECTIONS, GROUPS_ACTIVE, GROUPS_QUEUED, INFLIGHT_GROUPS
 
 
+# The values this process last wrote to GROUPS_ACTIVE, GROUPS_QUEUED, INFLIGHT_GROUPS (only
+# Admission._publish writes them); None: not written yet.
+_published: list[int | None] = [None, None, None]
+
+
 class Overloaded(CatError):
     """This process has no room for the group now (HTTP 503 with Retry-After)."""
 
@@ -54,9 +59,18 @@ class Admission:
         return float(min(60, max(1, math.ceil(backlog * self._recent_s))))
 
     def _publish(self) -> None:
-        GROUPS_ACTIVE.set(self._active)
-        GROUPS_QUEUED.set(self.waiting)
-        INFLIGHT_GROUPS.set(self._admitted)
+        # Only the gauges whose value changed (a set of an equal value changes nothing), each
+        # compared with what this process last wrote to it: about half the sets of a group.
+        active, admitted = self._active, self._admitted
+        if _published[0] != active:
+            GROUPS_ACTIVE.set(active)
+            _published[0] = active
+        if _published[1] != admitted - active:
+            GROUPS_QUEUED.set(admitted - active)
+            _published[1] = admitted - active
+        if _published[2] != admitted:
+            INFLIGHT_GROUPS.set(admitted)
+            _published[2] = admitted
 
     @asynccontextmanager
     async def admit(self, groups: int = 1):
@@ -91,10 +105,12 @@ class Admission:
         an admitted batch wait without it (``bounded_wait=False``): a batch is refused whole, up
         front, or scored whole, never dropped halfway after some of its groups cost LLM calls."""
         try:
-            if bounded_wait:
-                await asyncio.wait_for(self._slots.acquire(), timeout=self.queue_timeout_s)
-            else:
+            if not bounded_wait or (self.queue_timeout_s > 0 and not self._slots.locked()):
+                # A free slot is taken at once (no wait, so no timeout to arm: wait_for would start
+                # a task and a timer for it).
                 await self._slots.acquire()
+            else:
+                await asyncio.wait_for(self._slots.acquire(), timeout=self.queue_timeout_s)
         except asyncio.TimeoutError:
             ADMISSION_REJECTIONS.labels(reason="queue_timeout").inc()
             raise Overloaded(

@@ -213,3 +213,49 @@ async def test_a_batch_is_scored_all_at_once_up_to_the_active_groups_bound(slow_
         assert response.status_code == 200, response.text
         assert all(item["ok"] for item in response.json()["results"])
         assert peak == expected, (settings, peak)
+
+
+def _gauges() -> tuple:
+    return tuple(
+        REGISTRY.get_sample_value(name)
+        for name in ("cat_groups_active", "cat_groups_queued", "cat_reward_inflight_groups")
+    )
+
+
+async def test_a_free_slot_is_taken_without_arming_a_timeout(monkeypatch):
+    import cat_reward.admission as admission_module
+
+    armed = []
+    real_wait_for = asyncio.wait_for
+
+    async def spy(awaitable, timeout):
+        armed.append(timeout)
+        return await real_wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(admission_module.asyncio, "wait_for", spy)
+    admission = Admission(max_active=1, max_queued=1, queue_timeout_s=0.05)
+    async with admission.admit(1):
+        async with admission.slot():
+            assert armed == []  # free: taken at once
+            async with admission.admit(1):
+                with pytest.raises(Overloaded):  # busy: waits, with the timeout, as before
+                    async with admission.slot():
+                        pass
+            assert armed == [0.05]
+
+
+async def test_the_gauges_follow_every_change_whichever_admission_wrote_last():
+    a = Admission(max_active=2, max_queued=2, queue_timeout_s=5)
+    b = Admission(max_active=2, max_queued=2, queue_timeout_s=5)
+    async with a.admit(2):
+        assert _gauges() == (0, 2, 2)
+        async with a.slot():
+            assert _gauges() == (1, 1, 2)
+            async with b.admit(1):  # another instance writes its own state (last writer wins, as before)
+                assert _gauges() == (0, 1, 1)
+            assert _gauges() == (0, 0, 0)
+            async with a.slot():
+                assert _gauges() == (2, 0, 2)
+            assert _gauges() == (1, 1, 2)
+        assert _gauges() == (0, 2, 2)
+    assert _gauges() == (0, 0, 0)
