@@ -60,6 +60,9 @@ async def answers(general: bool, requests, **settings):
                     if detail.get("canary"):
                         detail["canary"]["criterion"] = "code word"
                 body = json.dumps(data).encode()
+            if response.status_code == 429:  # the wait depends on the clock's second
+                headers = [(k, b"<s>" if k == b"retry-after" else v) for k, v in headers]
+                body = body.replace(b'"retry_after":' + str(response.json()["error"]["retry_after"]).encode(), b"")
             out.append((response.status_code, headers, body))
     fast = route_of(app).fast_path
     await lifespan.__aexit__(None, None, None)
@@ -220,3 +223,13 @@ async def test_a_client_gone_while_sending_the_body_is_answered_alike():
         results.append((start["status"], [(k, v) for k, v in start["headers"] if k != b"x-request-id"], sent[1]["body"]))
     assert results[0] == results[1]
     assert results[0][0] == 422
+
+
+async def test_what_fastapi_raises_for_a_request_it_takes_over_is_raised_once():
+    """An empty body goes to FastAPI's handler, whose 422 is an exception: it must not be taken for
+    a failure of the short way and handed over a second time (the guard would count it twice)."""
+    requests = [post(content=b""), post(), post()]
+    fast, _ = await answers(False, requests, rate_limit_per_minute=2)
+    general, _ = await answers(True, requests, rate_limit_per_minute=2)
+    assert fast == general
+    assert [a[0] for a in fast] == [422, 200, 429]  # one hit each

@@ -126,17 +126,19 @@ class GuardedJSONRoute(APIRoute):
                 return await general(request)
             if request.headers.get("content-type") != "application/json":
                 return await general(request)
+            values: dict[str, Any] | None = None
             try:
                 # Read and parsed as FastAPI does, and cached on the request, so FastAPI's handler
                 # reads the same body (or meets the same failure) if it has to take over.
-                if not await request.body():
-                    return await general(request)
-                body = await request.json()
-                values: dict[str, Any] = {body_name: body_adapter.validate_python(body, from_attributes=True)}
-                for name, alias, adapter in headers:
-                    raw = request.headers.get(alias)
-                    values[name] = adapter.validate_python(raw) if raw is not None else None
+                if await request.body():
+                    body = await request.json()
+                    values = {body_name: body_adapter.validate_python(body, from_attributes=True)}
+                    for name, alias, adapter in headers:
+                        raw = request.headers.get(alias)
+                        values[name] = adapter.validate_python(raw) if raw is not None else None
             except Exception:  # noqa: BLE001 - bad JSON, invalid fields, a disconnect: FastAPI words each
+                values = None
+            if values is None:  # outside the try: what FastAPI's handler raises goes on as raised
                 return await general(request)
             await guard(request)
             values[request_name] = request
