@@ -17,7 +17,7 @@ verdict and canary from the cache); each repeat starts from an empty cache, the 
 reported (the host is shared: compare versions run alternately). The group's fingerprint is
 computed apart and subtracted (``fingerprint_ms_per_group_excluded``).
 
-    PYTHONPATH=service .venv/bin/python bench/verdict_path.py [--groups 200] [--json]
+    PYTHONPATH=service .venv/bin/python bench/verdict_path.py [--groups 200] [--json PATH] [--label after]
 """
 
 from __future__ import annotations
@@ -170,18 +170,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", action="store_true", help="print the result as JSON only")
+    parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="write the result here as JSON")
     parser.add_argument("--label", default=None, help="write bench/results/verdict_path[-LABEL].{json,md}")
     args = parser.parse_args()
     result = asyncio.run(run(args.groups, args.repeats))
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(
-            f"verdict path, CPU per group (G={G}, n={N}, +{G} canaries, ~{result['rollout_chars']:.0f}-char rollouts): "
-            f"cold {result['cold_ms_per_group']:.3f} ms, warm {result['warm_ms_per_group']:.3f} ms "
-            f"(best of {args.repeats} x {args.groups} groups)"
-        )
+    print(
+        f"verdict path, CPU per group (G={G}, n={N}, +{G} canaries, ~{result['rollout_chars']:.0f}-char rollouts): "
+        f"cold {result['cold_ms_per_group']:.3f} ms, warm {result['warm_ms_per_group']:.3f} ms "
+        f"(best of {args.repeats} x {args.groups} groups)"
+    )
+    if args.json_path is not None:
+        with open(args.json_path, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=2)
+            out.write("\n")
     if args.label is not None:
         sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
         from common import table, write_results
