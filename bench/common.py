@@ -176,3 +176,24 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def canned_completions(n: int, model: str) -> dict:
+    """A vLLM-shaped /v1/completions answer for a batch of ``n`` single-token verdicts (legacy
+    logprobs; every third one "no"), for the in-process benches that answer the judge themselves."""
+    return {
+        "model": model,
+        "choices": [
+            {
+                "index": i,
+                "text": "yes" if i % 3 else "no",
+                "logprobs": {
+                    "tokens": ["yes" if i % 3 else "no"],
+                    "token_logprobs": [-0.2],
+                    "top_logprobs": [{"yes": -0.2 if i % 3 else -1.8, "no": -1.8 if i % 3 else -0.2}],
+                },
+            }
+            for i in range(n)
+        ],
+        "usage": {"prompt_tokens": 600 * n, "completion_tokens": n},
+    }

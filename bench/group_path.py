@@ -59,6 +59,8 @@ from cat_reward.loadtest.runner import rollout_text
 from cat_reward.rewarding import RewardService
 from cat_reward.settings import Settings
 
+from common import canned_completions
+
 G = 8
 N = 8
 CHATML = TemplateSkeleton(
@@ -124,22 +126,7 @@ def make_client(role: str, chats: dict) -> OpenAICompatClient:
         assert path == "/completions", path
         n = len(body["prompt"])
         if n not in bodies:  # built once per batch size: the bench measures the service, not a server
-            bodies[n] = {
-                "model": simjudge.MODEL,
-                "choices": [
-                    {
-                        "index": i,
-                        "text": "yes" if i % 3 else "no",
-                        "logprobs": {
-                            "tokens": ["yes" if i % 3 else "no"],
-                            "token_logprobs": [-0.2],
-                            "top_logprobs": [{"yes": -0.2 if i % 3 else -1.8, "no": -1.8 if i % 3 else -0.2}],
-                        },
-                    }
-                    for i in range(n)
-                ],
-                "usage": {"prompt_tokens": 600 * n, "completion_tokens": n},
-            }
+            bodies[n] = canned_completions(n, simjudge.MODEL)
         return bodies[n]
 
     client._post = post  # type: ignore[method-assign]

@@ -44,6 +44,8 @@ from cat_reward.engine.ports import EquivalenceResult, Roles
 from cat_reward.engine.types import Criterion
 from cat_reward.loadtest.runner import rollout_text
 
+from common import canned_completions
+
 G = 8
 N = 8
 CHATML = TemplateSkeleton(
@@ -83,22 +85,7 @@ def make_judge() -> OpenAICompatClient:
         assert path == "/completions", path
         n = len(body["prompt"])
         if n not in bodies:  # built once per batch size: the bench measures the service, not a server
-            bodies[n] = {
-                "model": "sim-judge",
-                "choices": [
-                    {
-                        "index": i,
-                        "text": "yes" if i % 3 else "no",
-                        "logprobs": {
-                            "tokens": ["yes" if i % 3 else "no"],
-                            "token_logprobs": [-0.2],
-                            "top_logprobs": [{"yes": -0.2 if i % 3 else -1.8, "no": -1.8 if i % 3 else -0.2}],
-                        },
-                    }
-                    for i in range(n)
-                ],
-                "usage": {"prompt_tokens": 600 * n, "completion_tokens": n},
-            }
+            bodies[n] = canned_completions(n, "sim-judge")
         return bodies[n]
 
     judge._post = post  # type: ignore[method-assign]
