@@ -5,6 +5,8 @@ SmolLM2-135M is weak: these tests check structure and bookkeeping, never answer 
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -216,7 +218,13 @@ def test_retry_hits_the_cache_and_the_history(http):
     assert len(verdicts) == len(body["rollouts"]) * len(a["rubric"])
     assert all(v["p_yes"] is not None for v in verdicts if v["met"] is not None)
 
-    page = http.get("/rubrics", params={"run_id": "e2e-retry"}).json()
+    # Lists read the database, which the outbox fills every second (CAT_HISTORY_FLUSH_INTERVAL_S).
+    deadline = time.monotonic() + 10
+    while True:
+        page = http.get("/rubrics", params={"run_id": "e2e-retry"}).json()
+        if page["items"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert [item["id"] for item in page["items"]] == [a["rubric_id"]]  # one record, not two
     by_prompt = http.get("/rubrics", params={"prompt": body["prompt"]}).json()
     assert a["rubric_id"] in [item["id"] for item in by_prompt["items"]]
