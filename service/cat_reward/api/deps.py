@@ -9,7 +9,7 @@ from ..wiring import Services
 
 async def get_services(request: Request) -> Services:
     # async: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per request
-    return request.app.state.services
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

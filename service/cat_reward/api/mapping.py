@@ -15,7 +15,7 @@ from dataclasses import replace
 from ..admission import Overloaded
 from ..assembly import SampleIn as AssemblySample
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.judge import frozen_constructor
+from ..engine.types import frozen_constructor
 from ..engine.types import (
     Criterion,
     EnsembleMember,

@@ -44,7 +44,7 @@ from typing import Literal
 import httpx
 
 from ..engine.errors import LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.judge import frozen_constructor
+from ..engine.types import frozen_constructor
 from ..engine.ports import ChatRequest, ChatResult, ScoringUnavailable, YesNoScore
 from .chat_template import CHECK_CONTENT, TemplateMismatch, TemplateSkeleton, probe_messages, sentinels
 from .coalescer import Coalescer

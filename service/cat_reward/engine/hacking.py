@@ -42,9 +42,9 @@ from collections.abc import Sequence
 from .caching import canary_key, decode_verdict, encode_verdict
 from .context import GroupContext
 from .injection import FLAG_PREFIX, injection_flags
-from .judge import fence, frozen_constructor, judge_all, verdict_messages
+from .judge import fence, judge_all, verdict_messages
 from .ports import Cache
-from .types import CanaryResult, RolloutOutcome, Verdict
+from .types import CanaryResult, RolloutOutcome, Verdict, frozen_constructor
 
 POLICIES = ("zero", "penalty", "null", "flag")
 PERSUADED = "judge_persuaded"

@@ -17,45 +17,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import MISSING, fields, is_dataclass
 from functools import lru_cache
 
 from .concurrency import gather_bounded
 from .context import GroupContext
 from .ports import ChatRequest, ChatResult, ScoringUnavailable
-from .types import Verdict
-
-
-def frozen_constructor(cls):
-    """A constructor for the frozen dataclass ``cls`` with ``__init__``'s signature and result (the
-    same fields in ``__dict__``, in the same order) that fills ``__dict__`` at once instead of one
-    ``object.__setattr__`` per field: about 1 us instead of 3 on the judge host, and the verdict
-    path builds G x n scores and verdicts per group. ``cls`` itself when its ``__init__`` does
-    more (``__post_init__``, default factories, fields outside ``__init__``, keyword-only or
-    slotted fields, or an ``__init__`` of its own)."""
-    if not (isinstance(cls, type) and is_dataclass(cls)) or not cls.__dataclass_params__.init:
-        return cls
-    fs = fields(cls)
-    if (
-        hasattr(cls, "__post_init__")
-        or "__slots__" in vars(cls)
-        or any(f.default_factory is not MISSING or not f.init or f.kw_only for f in fs)
-    ):
-        return cls
-    namespace = {"_cls": cls, "_new": object.__new__, "_set": object.__setattr__}
-    params = []
-    for f in fs:
-        if f.default is MISSING:
-            params.append(f.name)
-        else:
-            namespace[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-    body = ", ".join(f"{f.name!r}: {f.name}" for f in fs)
-    source = f"def make({', '.join(params)}):\n    obj = _new(_cls)\n    _set(obj, '__dict__', {{{body}}})\n    return obj\n"
-    exec(source, namespace)  # noqa: S102 - generated from the class's own field names, as dataclasses does
-    make = namespace["make"]
-    make.__doc__ = f"{cls.__name__}(...), built without its per-field __setattr__."
-    return make
+from .types import Verdict, frozen_constructor  # noqa: F401 - frozen_constructor: also imported from here
 
 
 YES_NO = ("yes", "no")

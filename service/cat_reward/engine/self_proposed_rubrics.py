@@ -14,7 +14,7 @@ import re
 from .context import GroupContext
 from .conversation import render_question
 from .errors import RubricGenerationFailed
-from .judge import frozen_constructor
+from .types import frozen_constructor
 from .ports import ChatRequest
 from .types import Criterion, Reference
 from .weighted_rubrics import DEFAULT_IMPORTANCE, MAX_PITFALLS, parse_weighted_criteria, weighted_rubric_schema
