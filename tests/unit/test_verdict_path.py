@@ -2,8 +2,10 @@
 text, the same prompts (system and user messages), the same cache keys. Each is checked
 against the previous implementation, written out here, over awkward inputs."""
 
+import copy
 import hashlib
 import json
+import math
 import re
 from dataclasses import replace
 
@@ -269,6 +271,29 @@ async def test_memory_cache_copies_flat_and_nested_entries():
     got_nested["rubric"][0]["id"] = "changed"
     again_flat, again_nested = await cache.get_many(["verdict:a", "reference:b"])
     assert again_flat["raw"] == "yes" and again_nested["rubric"][0]["id"] == "c1"
+
+
+@pytest.mark.anyio
+async def test_memory_cache_nested_entries_come_back_as_deepcopy_gives_them():
+    """Nested entries are kept pickled: what comes back equals ``copy.deepcopy`` of what was
+    stored, types and all, and an entry pickle refuses is still cached (deep-copied)."""
+    shared = ["s"]
+    nan = float("nan")
+    nested = {"tags": ("a", "b"), "p": nan, 3: {"k": None}, "x": shared, "y": shared, "inf": float("inf")}
+    unpicklable = {"f": [lambda: 1], "t": ("a",)}
+    cache = MemoryCache()
+    await cache.set_many({"reference:n": nested, "reference:u": unpicklable}, 60)
+    for _ in range(2):  # each get is a new copy
+        got, got_u = await cache.get_many(["reference:n", "reference:u"])
+        expected = copy.deepcopy(nested)
+        assert type(got["tags"]) is tuple and got["tags"] == expected["tags"]
+        assert math.isnan(got["p"]) and got["inf"] == float("inf")
+        assert got[3] == {"k": None} and list(got) == list(expected)
+        assert got["x"] is got["y"] and got["x"] is not shared  # shared inside, as deepcopy keeps it
+        got["x"].append("changed")
+        assert got_u["f"] is not unpicklable["f"] and got_u["f"][0] is unpicklable["f"][0] and got_u["t"] == ("a",)
+        got_u["f"].append(None)
+    assert shared == ["s"] and len(unpicklable["f"]) == 1
 
 
 def counted(kind: str, result: str) -> float:
