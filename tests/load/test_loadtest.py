@@ -104,3 +104,27 @@ def test_a_small_step_in_batch_mode(tmp_path):
     (judge,) = run["per_judge"]
     assert judge["requests"]["/v1/chat/completions"] == 2 * 32
     assert report["exit_code"] == 0
+
+
+def test_repeats_report_the_median_run_and_every_runs_figures(tmp_path):
+    report = _run(tmp_path, "--judges", "1", "--groups", "8", "--repeats", "3", "--no-plot")
+    assert report["exit_code"] == 0 and report["config"]["repeats"] == 3
+    (run,) = report["runs"]
+    assert run["repeats"] == 3
+    cpu = run["spread"]["service_cpu_ms_per_group"]
+    assert len(cpu) == 3 and all(v > 0 for v in cpu)
+    assert run["service_cpu_ms_per_group"] == sorted(cpu)[1]  # the row is the median run's
+    assert run["step_wall_s"] in run["spread"]["step_wall_s"]
+    assert run["failed_groups_all_runs"] == 0 and run["spread"]["failed_groups"] == [0, 0, 0]
+
+
+def test_the_median_run_hides_no_failure():
+    def one(cpu: float, failed: int) -> dict:
+        return {"service_cpu_ms_per_group": cpu, "failed_groups": failed, "errors": {"http 503": failed} if failed else {},
+                **{name: 1.0 for name in runner.SPREAD if name not in ("service_cpu_ms_per_group", "failed_groups")}}
+
+    row = runner.median_run([one(9.0, 2), one(7.0, 0), one(8.0, 0), one(6.0, 0)])
+    assert row["service_cpu_ms_per_group"] == 7.0  # the lower median of four
+    assert row["failed_groups"] == 0 and row["failed_groups_all_runs"] == 2
+    assert row["spread"]["service_cpu_ms_per_group"] == [9.0, 7.0, 8.0, 6.0] and row["spread"]["errors"] == [2, 0, 0, 0]
+    assert runner.median_run([one(5.0, 1)]) == one(5.0, 1)  # one run: the row as it was
