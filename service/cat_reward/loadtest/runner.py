@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the rollout texts and lengths")
     parser.add_argument("--repeats", type=positive("--repeats"), default=1,
                         help="steps per judge count (1); the report's row is the run with the median service CPU, "
-                        "every run's figures are listed beside it (identical runs differ by about 1 ms/group)")
+                        "every run's figures are listed beside it (identical runs differ by 1-2 ms/group)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="bound on one step, seconds (1800)")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="write the report here (PNG beside it)")
     parser.add_argument("--label", default=None, help="name of this configuration in the report")
