@@ -44,6 +44,7 @@ from .metrics import (
     INJECTION_FLAGS,
     INJECTION_POLICY_ACTIONS,
     JUDGE_UNRELIABLE_GROUPS,
+    LabelledChildren,
     OUTBOX_DEPTH,
     REWARDS,
     RUBRIC_REGENERATIONS,
@@ -57,32 +58,25 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-_MODE_CHILDREN: dict = {}
-
-
-def _by_mode(metric, mode: str):
-    """``metric.labels(mode=mode)``, looked up once per process (the registry keeps a child for
-    good once made, and it is made here at its first use, as before)."""
-    key = (id(metric), mode)
-    child = _MODE_CHILDREN.get(key)
-    if child is None:
-        child = _MODE_CHILDREN[key] = metric.labels(mode=mode)
-    return child
+# The per-mode child of each signal metric, looked up once per mode (made at its first use).
+_SCORED, _ZERO_VARIANCE, _UNRELIABLE, _UNCOMPUTED, _REWARD = map(
+    LabelledChildren, (GROUPS_SCORED, ZERO_VARIANCE_GROUPS, JUDGE_UNRELIABLE_GROUPS, UNCOMPUTED_REWARDS, REWARDS)
+)
 
 
 def _observe(outcome) -> None:
     """Signal metrics: the share of zero-variance groups is zero_variance / scored."""
     mode = outcome.mode
-    _by_mode(GROUPS_SCORED, mode).inc()
+    _SCORED(mode).inc()
     diagnostics = outcome.diagnostics
     if diagnostics.zero_variance:
-        _by_mode(ZERO_VARIANCE_GROUPS, mode).inc()
+        _ZERO_VARIANCE(mode).inc()
     if diagnostics.discriminating_criteria is not None:
         DISCRIMINATING_CRITERIA.observe(diagnostics.discriminating_criteria)
     if diagnostics.regenerated and not outcome.usage.cache_hits.get("rubric"):
         RUBRIC_REGENERATIONS.inc()
     if diagnostics.judge_unreliable:
-        _by_mode(JUDGE_UNRELIABLE_GROUPS, mode).inc()
+        _UNRELIABLE(mode).inc()
     failures = 0
     for rollout in outcome.rollouts:
         for flag in rollout.flags:
@@ -93,9 +87,9 @@ def _observe(outcome) -> None:
         if rollout.policy is not None:
             INJECTION_POLICY_ACTIONS.labels(policy=rollout.policy).inc()
         if rollout.reward is None:
-            _by_mode(UNCOMPUTED_REWARDS, mode).inc()
+            _UNCOMPUTED(mode).inc()
         else:
-            _by_mode(REWARDS, mode).observe(rollout.reward)
+            _REWARD(mode).observe(rollout.reward)
         for verdict in rollout.verdicts:
             if not verdict.cached:
                 if verdict.attempts > 1:

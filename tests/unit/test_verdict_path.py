@@ -202,7 +202,7 @@ async def test_render_prompts_of_mixed_roles_equal_the_servers_template():
 # --- frozen dataclasses built without __setattr__ ----------------------------------------------
 from dataclasses import dataclass, field, fields  # noqa: E402
 
-from cat_reward.engine.judge import frozen_constructor  # noqa: E402
+from cat_reward.engine.types import frozen_constructor  # noqa: E402
 from cat_reward.engine.ports import YesNoScore  # noqa: E402
 from cat_reward.engine.types import Verdict  # noqa: E402
 

@@ -15,7 +15,6 @@ from dataclasses import replace
 from ..admission import Overloaded
 from ..assembly import SampleIn as AssemblySample
 from ..engine.errors import CatError, GenerationFailed, InvalidGroup, LLMBadResponse, LLMRequestRejected, LLMUnavailable
-from ..engine.types import frozen_constructor
 from ..engine.types import (
     Criterion,
     EnsembleMember,
@@ -25,6 +24,7 @@ from ..engine.types import (
     LengthPenalty,
     Sampling,
     ScrlThresholds,
+    frozen_constructor,
 )
 from ..rewarding import GroupJob, SampleJob, SampleResult, Scored, group_key
 from .schemas import (

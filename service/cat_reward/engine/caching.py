@@ -22,8 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 
-from .types import frozen_constructor
-from .types import Criterion, Group, GroupOptions, Reference, Verdict
+from .types import Criterion, Group, GroupOptions, Reference, Verdict, frozen_constructor
 
 # Options that change what a group's reference/rubric/rewards are (performance knobs are left out).
 _RESULT_OPTIONS = (

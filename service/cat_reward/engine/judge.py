@@ -22,7 +22,7 @@ from functools import lru_cache
 from .concurrency import gather_bounded
 from .context import GroupContext
 from .ports import ChatRequest, ChatResult, ScoringUnavailable
-from .types import Verdict, frozen_constructor  # noqa: F401 - frozen_constructor: also imported from here
+from .types import Verdict, frozen_constructor
 
 
 YES_NO = ("yes", "no")

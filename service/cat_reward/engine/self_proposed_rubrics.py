@@ -14,9 +14,8 @@ import re
 from .context import GroupContext
 from .conversation import render_question
 from .errors import RubricGenerationFailed
-from .types import frozen_constructor
 from .ports import ChatRequest
-from .types import Criterion, Reference
+from .types import Criterion, Reference, frozen_constructor
 from .weighted_rubrics import DEFAULT_IMPORTANCE, MAX_PITFALLS, parse_weighted_criteria, weighted_rubric_schema
 
 MIN_CRITERION_CHARS = 8

@@ -6,6 +6,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from types import UnionType
 from typing import Literal, Union, get_args, get_origin, get_type_hints
 
+
 def frozen_constructor(cls):
     """A constructor for the frozen dataclass ``cls`` with ``__init__``'s signature and result (the
     same fields in ``__dict__``, in the same order) that fills ``__dict__`` at once instead of one
