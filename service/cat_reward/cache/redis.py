@@ -4,11 +4,11 @@ entry. Short socket timeouts: a slow or dead Redis must not stall rewards (``Res
 then serves without it).
 
 Why a script and orjson: a rubric group writes G x n verdicts and its canaries (72 entries at
-G=8, n=8). Written as a pipeline of 72 SETs, redis-py's per-command work made the cache 1.9 ms
-(16 groups at once) to 2.7 ms (one at a time) of CPU per group against a local Redis; one
-script call per write makes it 0.7-1.3 ms (``bench/redis_cache.py``). orjson takes the standard
-library's place in both directions. A server that refuses scripts (an ACL without
-``@scripting``, a proxy without EVALSHA) gets the pipeline, as before.
+G=8, n=8). Written as a pipeline of 72 SETs, redis-py's per-command work made the cache 2.2 ms
+(16 groups at once) to 3.1 ms (one at a time) of CPU per group against a local Redis; one
+script call per write makes it 1.1-1.6 ms (``bench/redis_cache.py``). orjson takes the standard
+library's place in both directions, hiredis parses the replies. A server that refuses scripts
+(an ACL without ``@scripting``, a proxy without EVALSHA) gets the pipeline, as before.
 
 What is stored reads back as the standard library's JSON would: orjson writes the same values
 (floats in their shortest form, non-ASCII characters as UTF-8); a value orjson cannot take, or
