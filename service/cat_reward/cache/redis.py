@@ -32,14 +32,14 @@ SET_ALL = "local px = ARGV[#ARGV] for i = 1, #KEYS do redis.call('SET', KEYS[i],
 
 
 def encode(value: dict) -> bytes:
-    """The value's JSON as the standard library writes it (compact)."""
+    """Compact JSON that the standard library reads back as ``value``."""
     try:
         data = orjson.dumps(value)
-    except TypeError:  # not a JSON type orjson knows (a subclass, a big integer): as before
-        return json.dumps(value, separators=(",", ":")).encode()
-    if b"null" in data:  # a None, or a NaN / infinity orjson wrote as null: the standard library decides
-        return json.dumps(value, separators=(",", ":")).encode()
-    return data
+        if b"null" not in data:  # else a None, or a NaN / infinity orjson wrote as null
+            return data
+    except TypeError:  # not a JSON type orjson knows (a subclass, a big integer)
+        pass
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def decode(raw: bytes) -> object:
