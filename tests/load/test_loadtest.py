@@ -39,6 +39,11 @@ def test_a_small_step_against_one_and_two_judges(tmp_path):
         assert 0 < run["prefix_hit_rate"] < 1  # verdicts of one response share its prefix across criteria
         assert run["p50_group_s"] <= run["p99_group_s"] <= run["step_wall_s"] * 1.01
         assert run["service_cpu_ms_per_group"] > 0
+        # what the machine did meanwhile: a reference time, and steal as a share (Linux)
+        assert run["host_reference_ms"] > 0
+        assert run["service_cpu_per_group_in_reference_units"] == pytest.approx(
+            run["service_cpu_ms_per_group"] / run["host_reference_ms"], rel=0.01)
+        assert 0 <= run["host_steal_share"] <= 1 and run["host_cpu"]["busy_s"] > 0
         judges = run["per_judge"]
         assert len(judges) == run["judges"]
         # both judges served synthesis, rubric and verdicts: the load is spread
@@ -116,6 +121,7 @@ def test_repeats_report_the_median_run_and_every_runs_figures(tmp_path):
     assert run["service_cpu_ms_per_group"] == sorted(cpu)[1]  # the row is the median run's
     assert run["step_wall_s"] in run["spread"]["step_wall_s"]
     assert run["failed_groups_all_runs"] == 0 and run["spread"]["failed_groups"] == [0, 0, 0]
+    assert len(run["spread"]["host_reference_ms"]) == 3 and all(v > 0 for v in run["spread"]["host_reference_ms"])
 
 
 def test_the_median_run_hides_no_failure():

@@ -12,7 +12,9 @@ For each judge count M in ``--judges`` (e.g. ``1,2,4``) it starts, on loopback o
 then sends S groups x G rollouts at once (``--mode group``: one ``POST /rewards`` per group;
 ``--mode sample``: one ``POST /rewards/samples`` per rollout, all S x G at once, spread over the
 replicas) and measures the step: wall time, groups/s, judge busy fraction, prefix-cache hit
-rate, p50/p99 per group, the service's CPU per group, errors and timeouts. ``--kill-judge T``
+rate, p50/p99 per group, the service's CPU per group, errors and timeouts, and what the machine
+did meanwhile (``host.py``: steal, and the time of a fixed reference workload, so that CPU
+figures from different machines can be compared). ``--kill-judge T``
 SIGKILLs judge 1 T seconds into the step (``--restart-judge T2``: and starts it again), for the
 failover test.
 
@@ -42,7 +44,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import simjudge
+from . import host, simjudge
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROUTER_FLAGS = [  # docker/router.Dockerfile's ENTRYPOINT flags, bar the listen addresses (docs/router.md)
@@ -50,6 +52,7 @@ ROUTER_FLAGS = [  # docker/router.Dockerfile's ENTRYPOINT flags, bar the listen 
     "--worker-startup-timeout-secs", "60", "--worker-startup-check-interval", "1", "--log-level", "warning",
 ]
 DEFAULT_POLICY = "sticky_least_loaded"
+STEAL_WARNING = 0.10  # a step over which the host stole more than this is flagged on stderr
 WORDS = (
     "the answer follows from the first step because each term cancels and what remains is the sum of "
     "two squares which we check by expanding both sides then comparing coefficients so the claim holds"
@@ -431,6 +434,8 @@ async def measure(args, judges: int, tmp: Path) -> dict:
             if warm_result.failed_groups:
                 raise RuntimeError(f"warm-up failed: {warm_result}; logs in {tmp}")
             before = [await stats(session, u) for u in judge_urls]
+        reference = host.reference_ms()  # the machine's speed now, everything up and idle
+        ticks_before = host.cpu_ticks()
         cpu_before = [cpu_seconds(s.process.pid) for s, _ in services]
         router_cpu_before = cpu_seconds(router.process.pid) if router else 0.0
         groups = make_groups(args, run_id)
@@ -467,6 +472,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         if progress is not None:
             progress.close()
         cpu = sum(cpu_seconds(s.process.pid) for s, _ in services) - sum(cpu_before)
+        machine = host.contention(ticks_before, host.cpu_ticks(), CLK_TCK)
         router_cpu = (cpu_seconds(router.process.pid) - router_cpu_before) if router else None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             after = [await stats(session, u) for u in judge_urls]
@@ -517,6 +523,10 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         "service_cpu_ms_per_group": round(1000 * cpu / args.groups, 2),
         "service_cpu_share_of_step": round(cpu / step.wall_s, 4),
         "router_cpu_s": round(router_cpu, 3) if router_cpu is not None else None,
+        "host_reference_ms": reference,
+        "service_cpu_per_group_in_reference_units": round(1000 * cpu / args.groups / reference, 3),
+        "host_steal_share": machine["steal_share"] if machine else None,
+        "host_cpu": machine,
         "failed_groups": step.failed_groups,
         "errors": step.errors,
         "timeouts": step.timeouts,
@@ -557,7 +567,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 SPREAD = ("step_wall_s", "service_cpu_ms_per_group", "service_cpu_share_of_step", "prefix_hit_rate", "p99_group_s",
-          "failed_groups", "timeouts")
+          "failed_groups", "timeouts", "host_reference_ms", "host_steal_share")
 
 
 def median_run(repeats: list[dict]) -> dict:
@@ -599,6 +609,10 @@ def main(args: argparse.Namespace) -> int:
                 run = asyncio.run(measure(args, judges, tmp))
                 repeats.append(run)
                 print(json.dumps({k: v for k, v in run.items() if k != "per_judge"}), flush=True)
+                if (run["host_steal_share"] or 0) > STEAL_WARNING:
+                    print(f"cat-reward loadtest: the hypervisor took {100 * run['host_steal_share']:.0f}% of the CPU time "
+                          "this machine asked for during the step (steal, /proc/stat): a contended host, so the CPU "
+                          "figures read high; compare runs by service_cpu_per_group_in_reference_units", file=sys.stderr)
             runs.append(median_run(repeats))
     for run in runs:
         run["step_ratio_vs_first"] = round(run["step_wall_s"] / runs[0]["step_wall_s"], 3)
@@ -612,7 +626,7 @@ def main(args: argparse.Namespace) -> int:
         "service_env": args.service_env, "repeats": args.repeats,
         "kill_judge_s": args.kill_judge, "restart_judge_s": args.restart_judge,
     }
-    report = {"label": label_of(args), "config": config, "runs": runs, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    report = {"label": label_of(args), "config": config, "runs": runs, "machine": {"cpus": os.cpu_count(), "cpu_model": host.cpu_model(), "python": sys.version.split()[0]},
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if args.json_path:
         path = Path(args.json_path)

@@ -1,0 +1,94 @@
+"""What the machine itself did during a load-test step, so that a CPU figure can be read.
+
+The service's CPU per group is measured in the service's own process time, but the same code
+reads very differently on different machines: on the shared 2-vCPU VMs this project is measured
+on, identical runs of one commit have read 8.7 ms per group on one machine and 14.7-19.3 ms on
+another. Two readings tell such machines apart:
+
+- **Steal** (``/proc/stat``, Linux): the time the hypervisor gave the machine's vCPUs to someone
+  else while they had work. It is not charged to the service's process (the kernel subtracts it
+  when it accounts ticks), but a host busy enough to steal also shares caches and cores with its
+  other guests, and the work that does run runs slower. ``steal_share`` is steal over all the
+  time the machine's vCPUs were busy or wanted to be.
+- **A reference workload**: the process time of a fixed piece of pure-Python work shaped like a
+  group's (strings built per rollout and criterion, JSON both ways, a regex over text, small
+  dicts), taken just before the step in the load generator. It reads the interpreter's speed on
+  this machine at this moment, so a figure can be compared across machines as a multiple of it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+_WORD = re.compile(r"\b(?:ignore|previous|instructions|verdict)\b", re.IGNORECASE)
+
+
+def cpu_ticks(stat: Path = Path("/proc/stat")) -> dict[str, int] | None:
+    """The machine's cumulative CPU ticks by kind (all CPUs), or None where /proc/stat is absent."""
+    try:
+        first = stat.read_text().split("\n", 1)[0].split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    values = [int(v) for v in first[1 : 1 + len(STAT_FIELDS)]]
+    values += [0] * (len(STAT_FIELDS) - len(values))  # old kernels lack the last columns
+    return dict(zip(STAT_FIELDS, values))
+
+
+def contention(before: dict[str, int] | None, after: dict[str, int] | None, clk_tck: int) -> dict | None:
+    """Busy, idle and stolen seconds between two ``cpu_ticks`` readings, and the stolen share."""
+    if before is None or after is None:
+        return None
+    delta = {name: after[name] - before[name] for name in STAT_FIELDS}
+    busy = delta["user"] + delta["nice"] + delta["system"] + delta["irq"] + delta["softirq"]
+    idle = delta["idle"] + delta["iowait"]
+    steal = delta["steal"]
+    wanted = busy + steal
+    return {
+        "busy_s": round(busy / clk_tck, 2),
+        "idle_s": round(idle / clk_tck, 2),
+        "steal_s": round(steal / clk_tck, 2),
+        "steal_share": round(steal / wanted, 4) if wanted else 0.0,
+    }
+
+
+def reference_work(rollouts: int = 8, criteria: int = 8, rounds: int = 12) -> int:
+    """A fixed piece of pure-Python work; returns a checksum so nothing is optimised away."""
+    text = " ".join(f"step {i} follows since term {i * 7 % 13} cancels" for i in range(60))
+    checksum = 0
+    for r in range(rounds):
+        prompts = [f"<response>{text[j:]}{r}</response>\n<criterion>criterion {c}</criterion>"
+                   for j in range(rollouts) for c in range(criteria)]
+        body = json.dumps({"model": "judge", "prompt": prompts, "max_tokens": 1, "seed": r})
+        back = json.loads(body)
+        scores = {i: {"yes": -0.1 * (i % 3), "no": -2.3} for i, _ in enumerate(back["prompt"])}
+        checksum += sum(1 for s in scores.values() if s["yes"] > s["no"])
+        checksum += len(_WORD.findall(text)) + len(body)
+    return checksum
+
+
+def reference_ms(repeats: int = 7) -> float:
+    """The median process time of ``reference_work`` over ``repeats`` runs, in milliseconds."""
+    times = []
+    for _ in range(repeats):
+        started = time.process_time()
+        reference_work()
+        times.append(1000 * (time.process_time() - started))
+    return round(statistics.median(times), 2)
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
+    """The CPU's model name as the kernel reports it (Linux), or None."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None

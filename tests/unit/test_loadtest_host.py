@@ -1,0 +1,59 @@
+"""The load test's readings of the machine (cat_reward.loadtest.host): steal and busy time from
+/proc/stat, and the reference workload that makes CPU figures comparable across machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from cat_reward.loadtest import host
+
+
+def _stat(tmp_path, line: str):
+    path = tmp_path / "stat"
+    path.write_text(line + "\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 0\n")
+    return path
+
+
+def test_ticks_are_read_by_kind_from_the_first_line(tmp_path):
+    ticks = host.cpu_ticks(_stat(tmp_path, "cpu  100 5 20 900 10 0 3 40 0 0"))
+    assert ticks == {"user": 100, "nice": 5, "system": 20, "idle": 900, "iowait": 10, "irq": 0, "softirq": 3, "steal": 40}
+
+
+def test_an_old_kernel_without_steal_reads_zero_steal(tmp_path):
+    ticks = host.cpu_ticks(_stat(tmp_path, "cpu  100 5 20 900"))
+    assert ticks["steal"] == 0 and ticks["softirq"] == 0 and ticks["user"] == 100
+
+
+@pytest.mark.parametrize("text", ["", "intr 0 0\n", "not a stat file"])
+def test_a_file_that_is_not_proc_stat_reads_none(tmp_path, text):
+    path = tmp_path / "stat"
+    path.write_text(text)
+    assert host.cpu_ticks(path) is None
+    assert host.cpu_ticks(tmp_path / "missing") is None
+
+
+def test_contention_is_steal_over_the_time_the_cpus_wanted():
+    before = dict(user=1000, nice=0, system=100, idle=5000, iowait=0, irq=0, softirq=0, steal=50)
+    after = dict(user=1600, nice=0, system=200, idle=6000, iowait=100, irq=0, softirq=100, steal=850)
+    reading = host.contention(before, after, clk_tck=100)
+    # busy: 600 + 100 + 100 ticks = 8 s; stolen: 800 ticks = 8 s; idle 1000 + 100 ticks
+    assert reading == {"busy_s": 8.0, "idle_s": 11.0, "steal_s": 8.0, "steal_share": 0.5}
+
+
+def test_contention_of_an_idle_interval_or_a_missing_reading():
+    same = dict.fromkeys(host.STAT_FIELDS, 7)
+    assert host.contention(same, same, 100)["steal_share"] == 0.0
+    assert host.contention(None, same, 100) is None and host.contention(same, None, 100) is None
+
+
+def test_the_reference_workload_is_fixed_and_its_time_is_positive():
+    assert host.reference_work() == host.reference_work()  # the same work every time
+    assert host.reference_work(rounds=2) != host.reference_work(rounds=3)
+    assert host.reference_ms(repeats=3) > 0
+
+
+def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.60GHz\nflags\t: fpu\n")
+    assert host.cpu_model(path) == "Example CPU @ 2.60GHz"
+    assert host.cpu_model(tmp_path / "missing") is None
