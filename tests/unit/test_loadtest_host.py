@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from cat_reward.loadtest import host
@@ -46,10 +48,32 @@ def test_contention_of_an_idle_interval_or_a_missing_reading():
     assert host.contention(None, same, 100) is None and host.contention(same, None, 100) is None
 
 
-def test_the_reference_workload_is_fixed_and_its_time_is_positive():
+def test_the_reference_workload_is_fixed():
     assert host.reference_work() == host.reference_work()  # the same work every time
     assert host.reference_work(rounds=2) != host.reference_work(rounds=3)
-    assert host.reference_ms(repeats=3) > 0
+
+
+def test_the_probe_reads_the_reference_time_until_stopped():
+    probe = host.ReferenceProbe(interval_s=0.05)
+    probe.start()
+    time.sleep(1.5)  # the interpreter's start-up, then readings every 50 ms
+    probe.stop()
+    probe.stop()  # a second stop does nothing
+    assert len(probe.readings) >= 3 and all(r > 0 for r in probe.readings)
+    summary = probe.summary()
+    assert summary["readings"] == len(probe.readings)
+    assert summary["min_ms"] <= summary["median_ms"] <= summary["max_ms"]
+
+
+def test_a_probe_stopped_at_once_or_never_started_has_no_summary_or_one_reading():
+    never = host.ReferenceProbe()
+    never.stop()
+    assert never.readings == [] and never.summary() is None
+    quick = host.ReferenceProbe(interval_s=30)
+    quick.start()
+    started = time.monotonic()
+    quick.stop()  # it does not wait out its interval
+    assert time.monotonic() - started < 10 and len(quick.readings) <= 1
 
 
 def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):

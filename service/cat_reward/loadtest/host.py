@@ -12,8 +12,11 @@ another. Two readings tell such machines apart:
   time the machine's vCPUs were busy or wanted to be.
 - **A reference workload**: the process time of a fixed piece of pure-Python work shaped like a
   group's (strings built per rollout and criterion, JSON both ways, a regex over text, small
-  dicts), taken just before the step in the load generator. It reads the interpreter's speed on
-  this machine at this moment, so a figure can be compared across machines as a multiple of it.
+  dicts). A probe process (``ReferenceProbe``) runs it once a second through the step, so it
+  meets the same host as the service does: on these VMs the same work read 9.4 ms at one moment
+  and 16.7 ms a minute later. The median of its readings is the step's reference, and the
+  service's CPU per group in units of it can be compared across machines and moments. The probe
+  costs about 1.5% of one CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -73,16 +78,6 @@ def reference_work(rollouts: int = 8, criteria: int = 8, rounds: int = 12) -> in
     return checksum
 
 
-def reference_ms(repeats: int = 7) -> float:
-    """The median process time of ``reference_work`` over ``repeats`` runs, in milliseconds."""
-    times = []
-    for _ in range(repeats):
-        started = time.process_time()
-        reference_work()
-        times.append(1000 * (time.process_time() - started))
-    return round(statistics.median(times), 2)
-
-
 def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     """The CPU's model name as the kernel reports it (Linux), or None."""
     try:
@@ -92,3 +87,55 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
     except OSError:
         pass
     return None
+
+
+class ReferenceProbe:
+    """A process that times ``reference_work`` every ``interval_s`` from ``start`` to ``stop``."""
+
+    def __init__(self, interval_s: float = 1.0) -> None:
+        self.interval_s = interval_s
+        self.readings: list[float] = []
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "cat_reward.loadtest.host", str(self.interval_s)],
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+        )
+
+    def stop(self) -> None:
+        """Ends the probe and keeps its readings; a second call does nothing."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            out, _ = process.communicate(input="stop\n", timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
+        self.readings = [float(v) for v in out.split()]
+
+    def summary(self) -> dict | None:
+        """Median, min and max of the readings (ms) and their count, or None without any."""
+        if not self.readings:
+            return None
+        return {"median_ms": round(statistics.median(self.readings), 2), "min_ms": round(min(self.readings), 2),
+                "max_ms": round(max(self.readings), 2), "readings": len(self.readings)}
+
+
+def _probe(interval_s: float) -> None:
+    """The probe's loop: one reading at once, then one per interval; it ends as soon as stdin is
+    written to or closed."""
+    import select
+
+    while True:
+        started = time.process_time()
+        reference_work()
+        print(round(1000 * (time.process_time() - started), 3), flush=True)
+        ready, _, _ = select.select([sys.stdin], [], [], interval_s)
+        if ready:
+            return
+
+
+if __name__ == "__main__":
+    _probe(float(sys.argv[1]) if len(sys.argv) > 1 else 1.0)

@@ -414,6 +414,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         except Exception:  # noqa: BLE001 - a killed judge has no stats
             return None
 
+    probe = host.ReferenceProbe()
     try:
         for p in judge_procs:
             p.start()
@@ -434,7 +435,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
             if warm_result.failed_groups:
                 raise RuntimeError(f"warm-up failed: {warm_result}; logs in {tmp}")
             before = [await stats(session, u) for u in judge_urls]
-        reference = host.reference_ms()  # the machine's speed now, everything up and idle
+        probe.start()  # the machine's speed through the step
         ticks_before = host.cpu_ticks()
         cpu_before = [cpu_seconds(s.process.pid) for s, _ in services]
         router_cpu_before = cpu_seconds(router.process.pid) if router else 0.0
@@ -473,10 +474,12 @@ async def measure(args, judges: int, tmp: Path) -> dict:
             progress.close()
         cpu = sum(cpu_seconds(s.process.pid) for s, _ in services) - sum(cpu_before)
         machine = host.contention(ticks_before, host.cpu_ticks(), CLK_TCK)
+        probe.stop()
         router_cpu = (cpu_seconds(router.process.pid) - router_cpu_before) if router else None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             after = [await stats(session, u) for u in judge_urls]
     finally:
+        probe.stop()
         for p in reversed(procs):
             p.stop()
 
@@ -505,6 +508,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
     prompt_tokens = sum(j["prompt_tokens"] for j in measured)
     cached = sum(j["cached_tokens"] for j in measured)
     lat = step.latencies
+    reference = probe.summary()
     return {
         "judges": judges,
         "groups": args.groups,
@@ -523,8 +527,9 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         "service_cpu_ms_per_group": round(1000 * cpu / args.groups, 2),
         "service_cpu_share_of_step": round(cpu / step.wall_s, 4),
         "router_cpu_s": round(router_cpu, 3) if router_cpu is not None else None,
-        "host_reference_ms": reference,
-        "service_cpu_per_group_in_reference_units": round(1000 * cpu / args.groups / reference, 3),
+        "host_reference_ms": reference["median_ms"] if reference else None,
+        "service_cpu_per_group_in_reference_units": round(1000 * cpu / args.groups / reference["median_ms"], 3) if reference else None,
+        "host_reference": reference,
         "host_steal_share": machine["steal_share"] if machine else None,
         "host_cpu": machine,
         "failed_groups": step.failed_groups,
