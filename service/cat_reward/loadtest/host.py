@@ -22,6 +22,7 @@ another. Two readings tell such machines apart:
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -98,9 +99,11 @@ class ReferenceProbe:
         self._process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        package_root = str(Path(__file__).resolve().parents[2])  # importable as the caller imports it
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [package_root, os.environ.get("PYTHONPATH", "")] if p)}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "cat_reward.loadtest.host", str(self.interval_s)],
-            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env,
         )
 
     def stop(self) -> None:
