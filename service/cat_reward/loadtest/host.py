@@ -22,8 +22,8 @@ another. Two readings tell such machines apart:
 from __future__ import annotations
 
 import json
-import os
 import re
+import select
 import statistics
 import subprocess
 import sys
@@ -93,17 +93,16 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
 class ReferenceProbe:
     """A process that times ``reference_work`` every ``interval_s`` from ``start`` to ``stop``."""
 
-    def __init__(self, interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 1.0, env: dict[str, str] | None = None) -> None:
         self.interval_s = interval_s
+        self.env = env  # the environment the probe runs in (None: this process's)
         self.readings: list[float] = []
         self._process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        package_root = str(Path(__file__).resolve().parents[2])  # importable as the caller imports it
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [package_root, os.environ.get("PYTHONPATH", "")] if p)}
         self._process = subprocess.Popen(
             [sys.executable, "-m", "cat_reward.loadtest.host", str(self.interval_s)],
-            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=self.env,
         )
 
     def stop(self) -> None:
@@ -129,8 +128,6 @@ class ReferenceProbe:
 def _probe(interval_s: float) -> None:
     """The probe's loop: one reading at once, then one per interval; it ends as soon as stdin is
     written to or closed."""
-    import select
-
     while True:
         started = time.process_time()
         reference_work()

@@ -414,7 +414,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         except Exception:  # noqa: BLE001 - a killed judge has no stats
             return None
 
-    probe = host.ReferenceProbe()
+    probe = host.ReferenceProbe(env=env)  # the judges' environment: cat_reward on PYTHONPATH
     try:
         for p in judge_procs:
             p.start()
