@@ -44,6 +44,10 @@ def test_a_small_step_against_one_and_two_judges(tmp_path):
         assert run["service_cpu_per_group_in_reference_units"] == pytest.approx(
             run["service_cpu_ms_per_group"] / run["host_reference_ms"], rel=0.01)
         assert 0 <= run["host_steal_share"] <= 1 and run["host_cpu"]["busy_s"] > 0
+        # the service's wake-ups: its event loop slept and woke at least once per group
+        switches = run["service_switches"]
+        assert switches["voluntary"] >= 32 and switches["involuntary"] >= 0 and switches["threads"] >= 1
+        assert run["service_wakeups_per_group"] == pytest.approx(switches["voluntary"] / 32, abs=0.06)
         judges = run["per_judge"]
         assert len(judges) == run["judges"]
         # both judges served synthesis, rubric and verdicts: the load is spread

@@ -81,3 +81,33 @@ def test_the_cpu_model_is_read_from_cpuinfo(tmp_path):
     path.write_text("processor\t: 0\nmodel name\t: Example CPU @ 2.60GHz\nflags\t: fpu\n")
     assert host.cpu_model(path) == "Example CPU @ 2.60GHz"
     assert host.cpu_model(tmp_path / "missing") is None
+
+
+def _task(proc, pid: int, tid: int, voluntary: int, involuntary: int) -> None:
+    status = proc / str(pid) / "task" / str(tid) / "status"
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text(f"Name:\tcat-reward\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t{voluntary}\n"
+                      f"nonvoluntary_ctxt_switches:\t{involuntary}\n")
+
+
+def test_context_switches_are_read_per_thread(tmp_path):
+    _task(tmp_path, 7, 7, 100, 5)
+    _task(tmp_path, 7, 9, 40, 1)
+    assert host.context_switches(7, tmp_path) == {"7": (100, 5), "9": (40, 1)}
+    assert host.context_switches(8, tmp_path) is None  # no such process
+
+
+def test_switches_between_count_new_threads_from_zero_and_name_ended_ones():
+    before = {"7": (100, 5), "9": (40, 1)}
+    after = {"7": (130, 9), "11": (6, 2)}  # thread 9 ended, thread 11 started
+    assert host.switches_between(before, after) == {"voluntary": 36, "involuntary": 6, "threads": 2, "threads_ended": 1}
+    assert host.switches_between(None, after) is None
+
+
+def test_this_process_switches_when_it_sleeps():
+    import os
+
+    before = host.context_switches(os.getpid())
+    time.sleep(0.01)
+    reading = host.switches_between(before, host.context_switches(os.getpid()))
+    assert reading["voluntary"] >= 1

@@ -131,6 +131,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def total_switches(readings) -> dict | None:
+    """The replicas' context switches over the step, summed (``host.switches_between`` each)."""
+    readings = list(readings)
+    if not readings or any(r is None for r in readings):
+        return None
+    return {key: sum(r[key] for r in readings) for key in readings[0]}
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its children that are still alive."""
     total = 0.0
@@ -438,6 +446,7 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         probe.start()  # the machine's speed through the step
         ticks_before = host.cpu_ticks()
         cpu_before = [cpu_seconds(s.process.pid) for s, _ in services]
+        switches_before = [host.context_switches(s.process.pid) for s, _ in services]
         router_cpu_before = cpu_seconds(router.process.pid) if router else 0.0
         groups = make_groups(args, run_id)
         progress = None
@@ -473,6 +482,10 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         if progress is not None:
             progress.close()
         cpu = sum(cpu_seconds(s.process.pid) for s, _ in services) - sum(cpu_before)
+        switches = total_switches(
+            host.switches_between(before, host.context_switches(s.process.pid))
+            for before, (s, _) in zip(switches_before, services)
+        )
         machine = host.contention(ticks_before, host.cpu_ticks(), CLK_TCK)
         probe.stop()
         router_cpu = (cpu_seconds(router.process.pid) - router_cpu_before) if router else None
@@ -527,6 +540,8 @@ async def measure(args, judges: int, tmp: Path) -> dict:
         "service_cpu_ms_per_group": round(1000 * cpu / args.groups, 2),
         "service_cpu_share_of_step": round(cpu / step.wall_s, 4),
         "router_cpu_s": round(router_cpu, 3) if router_cpu is not None else None,
+        "service_wakeups_per_group": round(switches["voluntary"] / args.groups, 1) if switches else None,
+        "service_switches": switches,
         "host_reference_ms": reference["median_ms"] if reference else None,
         "service_cpu_per_group_in_reference_units": round(1000 * cpu / args.groups / reference["median_ms"], 3) if reference else None,
         "host_reference": reference,
@@ -572,7 +587,7 @@ def plot(report: dict, path: Path) -> None:
 
 
 SPREAD = ("step_wall_s", "service_cpu_ms_per_group", "service_cpu_share_of_step", "prefix_hit_rate", "p99_group_s",
-          "failed_groups", "timeouts", "host_reference_ms", "host_steal_share")
+          "failed_groups", "timeouts", "host_reference_ms", "host_steal_share", "service_wakeups_per_group")
 
 
 def median_run(repeats: list[dict]) -> dict:
