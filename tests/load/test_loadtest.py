@@ -126,6 +126,9 @@ def test_repeats_report_the_median_run_and_every_runs_figures(tmp_path):
     assert run["step_wall_s"] in run["spread"]["step_wall_s"]
     assert run["failed_groups_all_runs"] == 0 and run["spread"]["failed_groups"] == [0, 0, 0]
     assert len(run["spread"]["host_reference_ms"]) == 3 and all(v > 0 for v in run["spread"]["host_reference_ms"])
+    assert len(run["spread"]["service_wakeups_per_group"]) == 3 and all(v >= 1 for v in run["spread"]["service_wakeups_per_group"])
+    assert all(abs(switches["voluntary"] / 8 - wakeups) <= 0.06  # every run's own count, 8 groups
+               for switches, wakeups in zip(run["spread"]["service_switches"], run["spread"]["service_wakeups_per_group"]))
 
 
 def test_the_median_run_hides_no_failure():

@@ -111,3 +111,24 @@ def test_this_process_switches_when_it_sleeps():
     time.sleep(0.01)
     reading = host.switches_between(before, host.context_switches(os.getpid()))
     assert reading["voluntary"] >= 1
+
+
+def test_a_thread_without_readable_counters_is_skipped(tmp_path):
+    _task(tmp_path, 7, 7, 100, 5)
+    odd = tmp_path / "7" / "task" / "8" / "status"
+    odd.parent.mkdir(parents=True)
+    odd.write_text("Name:\tcat-reward\nState:\tS (sleeping)\n")  # no counters (not Linux's format)
+    (tmp_path / "7" / "task" / "9").mkdir()  # ended between listing and reading: no status file
+    assert host.context_switches(7, tmp_path) == {"7": (100, 5)}
+    assert host.switches_between({"7": (100, 5)}, None) is None
+
+
+def test_the_replicas_switches_are_summed_and_none_when_any_is_unread():
+    from cat_reward.loadtest.runner import total_switches
+
+    one = {"voluntary": 10, "involuntary": 2, "threads": 3, "threads_ended": 0}
+    two = {"voluntary": 5, "involuntary": 1, "threads": 4, "threads_ended": 1}
+    assert total_switches([one, two]) == {"voluntary": 15, "involuntary": 3, "threads": 7, "threads_ended": 1}
+    assert total_switches(iter([one])) == one
+    assert total_switches([one, None]) is None
+    assert total_switches([]) is None

@@ -19,11 +19,13 @@ another. Two readings tell such machines apart:
   costs about 1.5% of one CPU.
 
 A third reading is of the service itself: its threads' **context switches** over the step
-(``/proc/<pid>/task/*/status``). A voluntary switch is a thread going to sleep (the event loop
-waiting in epoll, a worker thread waiting for work or for an fsync) and so, later, a wake-up; an
-involuntary one is the thread preempted. On these VMs a wake-up after a few milliseconds idle
-costs 0.1-0.2 ms of CPU (the interpreter's working set is cold again), so how often the service
-wakes per group explains much of its CPU per group, and how it moves with the step's length.
+(``/proc/<pid>/task/*/status``). A voluntary switch is a thread blocking: the event loop waiting
+in epoll, a worker thread waiting for work, for an fsync, for a lock or the GIL; most are
+followed, later, by a wake-up. An involuntary one is the thread preempted. On these VMs a wake-up
+of an idle event loop costs about 0.04 ms of CPU after a sleep of a few milliseconds and
+0.12-0.2 ms after 20-100 ms (``bench/wakeup_cost.py``: the interpreter's working set is cold
+again), so how often the service blocks per group is a large part of its CPU per group, and of
+how that moves with the step's length.
 """
 
 from __future__ import annotations
@@ -93,8 +95,10 @@ def context_switches(pid: int, proc: Path = Path("/proc")) -> dict[str, tuple[in
 
 
 def switches_between(before: dict[str, tuple[int, int]] | None, after: dict[str, tuple[int, int]] | None) -> dict | None:
-    """The switches between two ``context_switches`` readings, summed over threads; a thread that
-    started in between counts from zero, one that ended in between is lost (it says how many)."""
+    """The switches between two ``context_switches`` readings, summed over threads. A thread that
+    started in between counts from zero; one alive at the first reading that ended in between is
+    lost, and ``threads_ended`` counts those (a thread that both started and ended in between is
+    neither counted nor reported)."""
     if before is None or after is None:
         return None
     voluntary = sum(v - before.get(tid, (0, 0))[0] for tid, (v, _) in after.items())

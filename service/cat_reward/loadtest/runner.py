@@ -132,7 +132,8 @@ def free_port() -> int:
 
 
 def total_switches(readings) -> dict | None:
-    """The replicas' context switches over the step, summed (``host.switches_between`` each)."""
+    """The replicas' context switches over the step, summed (``host.switches_between`` each; the
+    service processes' own threads: ``cat-reward serve --workers 1`` starts no children)."""
     readings = list(readings)
     if not readings or any(r is None for r in readings):
         return None
@@ -587,7 +588,8 @@ def plot(report: dict, path: Path) -> None:
 
 
 SPREAD = ("step_wall_s", "service_cpu_ms_per_group", "service_cpu_share_of_step", "prefix_hit_rate", "p99_group_s",
-          "failed_groups", "timeouts", "host_reference_ms", "host_steal_share", "service_wakeups_per_group")
+          "failed_groups", "timeouts", "host_reference_ms", "host_steal_share", "service_wakeups_per_group",
+          "service_switches")
 
 
 def median_run(repeats: list[dict]) -> dict:
