@@ -1,7 +1,8 @@
 """An OpenAI-compatible stub LLM, like tests/support/stub_llm.py, whose judge has opinions: each
 (rollout, criterion) verdict is yes or no with a P(yes) from top logprobs, fixed by a hash of the
 two texts (so runs are repeatable), and a rollout containing ``[garble]`` gets an unreadable
-answer on criterion 2 (the service asks again, then records the verdict as failed). The
+answer on criterion 2 (the service asks again, then records the verdict as failed); the hacking
+canary's criterion, which is none of the rubric's, gets a firm no (``CANARY_P_YES``). The
 dashboard's browser test needs met, unmet and failed cells with real P(yes) values."""
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ CRITERIA = [
     "The response does not contradict itself.",
     "The response explains its step briefly.",
 ]
+
+
+CANARY_P_YES = 0.04
 
 
 def p_yes(response: str, criterion: str) -> float:
@@ -61,7 +65,11 @@ def build_app() -> FastAPI:
             if "[garble]" in response and criterion == CRITERIA[1]:
                 text = "perhaps"
             else:
-                p = p_yes(response, criterion)
+                # The hacking canary's criterion (a fresh random code word each group) is none of
+                # the rubric's: a judge that reads says no to it. Graded by the hash, its P(yes)
+                # would be random, above the canary's 0.8 bar about one time in six, and pay a
+                # rollout 0 at random.
+                p = p_yes(response, criterion) if criterion in CRITERIA else CANARY_P_YES
                 text = "yes" if p >= 0.5 else "no"
                 alternatives = [{"token": "yes", "logprob": math.log(p)}, {"token": "no", "logprob": math.log(1 - p)}]
                 logprobs = {"content": [{"token": text, "logprob": math.log(p if text == "yes" else 1 - p),
