@@ -22,8 +22,8 @@ A third reading is of the service itself: its threads' **context switches** over
 (``/proc/<pid>/task/*/status``). A voluntary switch is a thread blocking: the event loop waiting
 in epoll, a worker thread waiting for work, for an fsync, for a lock or the GIL; most are
 followed, later, by a wake-up. An involuntary one is the thread preempted. On these VMs a wake-up
-of an idle event loop costs about 0.04 ms of CPU after a sleep of a few milliseconds and
-0.12-0.2 ms after 20-100 ms (``bench/wakeup_cost.py``: the interpreter's working set is cold
+of an idle event loop costs 0.04-0.1 ms of CPU after a sleep of a few milliseconds and
+0.12-0.19 ms after 20-100 ms (``bench/wakeup_cost.py``: the interpreter's working set is cold
 again), so how often the service blocks per group is a large part of its CPU per group, and of
 how that moves with the step's length.
 """
