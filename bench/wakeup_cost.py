@@ -51,18 +51,19 @@ RECORDS = 60
 RUNS = 3
 
 
-def _cpu() -> tuple[float, float]:
+def _cpu() -> float:
+    """This process's CPU seconds, user + system (the split is sampled per tick: only the sum holds)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime, usage.ru_stime
+    return usage.ru_utime + usage.ru_stime
 
 
-async def _sleeps(seconds: float, count: int) -> tuple[float, float]:
+async def _sleeps(seconds: float, count: int) -> float:
+    """CPU microseconds per wake-up over ``count`` sleeps of ``seconds``."""
     await asyncio.sleep(0.05)
-    user, system = _cpu()
+    before = _cpu()
     for _ in range(count):
         await asyncio.sleep(seconds)
-    user2, system2 = _cpu()
-    return (user2 - user) / count * 1e6, (system2 - system) / count * 1e6
+    return (_cpu() - before) / count * 1e6
 
 
 def wake_costs(progress) -> list[dict]:
@@ -73,9 +74,8 @@ def wake_costs(progress) -> list[dict]:
         for ms in SLEEPS_MS:
             count = max(20, min(400, int(2.0 / (ms / 1000))))
             readings = [run(_sleeps(ms / 1000, count)) for _ in range(RUNS)]
-            best = min(sum(reading) for reading in readings)
-            rows.append({"loop": name, "sleep_ms": ms, "wakes": count, "cpu_us_per_wake": round(best),
-                         "runs_us": [round(sum(reading)) for reading in readings]})
+            rows.append({"loop": name, "sleep_ms": ms, "wakes": count, "cpu_us_per_wake": round(min(readings)),
+                         "runs_us": [round(reading) for reading in readings]})
             progress.update()
     return rows
 
@@ -109,10 +109,10 @@ def _worker_switches() -> dict[str, tuple[int, int]]:
 
 async def _paced(count: int, pace_s: float) -> float:
     """CPU seconds of ``count`` bare sleeps of ``pace_s``: the pace's own wake-ups."""
-    before = sum(_cpu())
+    before = _cpu()
     for _ in range(count):
         await asyncio.sleep(pace_s)
-    return sum(_cpu()) - before
+    return _cpu() - before
 
 
 async def _outbox(synchronous: str, pace_s: float) -> dict:
@@ -133,12 +133,12 @@ async def _outbox(synchronous: str, pace_s: float) -> dict:
             await asyncio.sleep(1.2)
             idle = await _paced(RECORDS, pace_s)
             switches = _worker_switches()
-            user, system = _cpu()
+            before = _cpu()
             for record in records:
                 await store.record(record)
                 await asyncio.sleep(pace_s)
             await asyncio.sleep(1.5)  # the last drain
-            spent = sum(_cpu()) - user - system
+            spent = _cpu() - before
             switched = host.switches_between(switches, _worker_switches())
             idle = (idle + await _paced(RECORDS, pace_s)) / 2  # the pace before and after, averaged
         finally:
